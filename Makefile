@@ -1,0 +1,83 @@
+# Every target bootstraps .venv from the requirements files by itself: on a fresh clone, with only
+# Python 3 and pip, `make demo` and `make test` are all it takes.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TRIAL := $(PY) -m twisted.trial
+DEV_STAMP := $(VENV)/.dev-installed
+BENCH_STAMP := $(VENV)/.bench-installed
+# The oldest Twisted we support (setup.cfg says the same); .ci/run tests it in its own venv.
+TWISTED_OLDEST ?= 22.10.0
+OLDEST_VENV ?= .venv-oldest
+
+.PHONY: all dev test test-oldest coverage lint format compat stress dists demo doc bench \
+	bench-smoke clean
+
+all: lint test
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+$(BENCH_STAMP): $(DEV_STAMP) requirements-bench.txt
+	$(PY) -m pip install -q -r requirements-bench.txt
+	touch $@
+
+dev: $(DEV_STAMP)
+
+test: $(DEV_STAMP)
+	$(TRIAL) tests
+
+test-oldest:
+	test -x $(OLDEST_VENV)/bin/python || $(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install -q -r requirements-dev.txt "twisted==$(TWISTED_OLDEST)"
+	$(OLDEST_VENV)/bin/python -m pip install -q --no-deps -e .
+	$(OLDEST_VENV)/bin/python -m twisted.trial tests
+
+coverage: $(DEV_STAMP)
+	$(PY) -m coverage erase
+	$(PY) -m coverage run -m twisted.trial tests
+	$(PY) -m coverage report
+
+lint: $(DEV_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy --strict txrwlock tests
+
+format: $(DEV_STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+# The test module of txrwlock 1.1.4, unchanged, against this package.
+compat: $(DEV_STAMP)
+	$(PY) tests/compat/run_original_suite.py
+
+# The model test with many more programs than the default run.
+stress: $(DEV_STAMP)
+	TXRWLOCK_HYPOTHESIS_PROFILE=stress $(TRIAL) tests.test_model
+
+dists: $(DEV_STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	.ci/check-dists dist
+
+demo: $(DEV_STAMP)
+	$(PY) examples/demo.py
+
+doc: $(DEV_STAMP)
+	$(PY) -m sphinx -W --keep-going -b html doc/source doc/build/html
+	$(PY) -m sphinx -W --keep-going -b doctest doc/source doc/build/doctest
+
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/run.py
+
+bench-smoke: $(BENCH_STAMP)
+	$(PY) benchmarks/run.py --smoke
+
+clean:
+	rm -rf $(VENV) $(OLDEST_VENV) build dist doc/build *.egg-info _trial_temp* .coverage htmlcov \
+	  .hypothesis .mypy_cache .ruff_cache AUTHORS ChangeLog
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,3 @@
+"""
+The txrwlock test suite, run by trial (make test).
+"""

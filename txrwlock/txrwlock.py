@@ -1,0 +1,611 @@
+# -*- test-case-name: tests.test_txrwlock -*-
+"""
+A readers/writer lock for Twisted, built on Deferreds.
+
+Everything here runs in the reactor thread and needs no reactor: a grant fires the waiter's
+Deferred at once, and time (for timeouts) comes from whoever calls C{addTimeout}.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from inspect import iscoroutine
+from types import TracebackType
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+
+__all__ = ["LockNotHeldError", "LockSide", "LockStatistics", "TxReadersWriterLock"]
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+_Lock = TypeVar("_Lock", bound="TxReadersWriterLock")
+
+
+class LockNotHeldError(RuntimeError):
+    """
+    A release or downgrade was called for a side of the lock that nobody holds.
+
+    The lock is left exactly as it was, and keeps working.
+    """
+
+
+@dataclass(frozen=True)
+class LockStatistics:
+    """
+    A snapshot of a L{TxReadersWriterLock}, from L{TxReadersWriterLock.statistics}.
+
+    @ivar readers: how many readers hold the lock.
+    @ivar writing: whether a writer holds it.
+    @ivar readersWaiting: readers queued for it (cancelled ones are not counted).
+    @ivar writersWaiting: writers queued for it (cancelled ones are not counted).
+    """
+
+    readers: int
+    writing: bool
+    readersWaiting: int
+    writersWaiting: int
+
+
+class _Waiters(ABC):
+    """
+    The queue of waiting acquires, in the order the policy serves them.
+
+    A cancelled waiter is dropped at once when it heads its queue, else left in place and
+    skipped when it gets there: finding it would cost a scan.  Invariant: the head of each queue
+    is live.  So that the dead never outnumber the live, the queues are compacted (one linear
+    pass) whenever they would: amortised O(1) per cancel, and a lock held for hours by a stuck
+    holder, with waiters timing out and retrying, does not grow without bound.
+
+    @ivar readersBlocked: non-empty exactly when a reader arriving at a lock held by readers must
+        queue: the waiting writers under writer preference, every waiter in fair mode.
+    """
+
+    __slots__ = ("_dead", "readersBlocked")
+
+    def __init__(self) -> None:
+        self.readersBlocked: deque[Deferred[Any]] = deque()
+        self._dead = 0
+
+    @abstractmethod
+    def append(self, d: Deferred[Any], writer: bool) -> None:
+        """
+        Queue the waiter C{d}, a writer or a reader.
+        """
+
+    @abstractmethod
+    def nextIsWriter(self) -> bool | None:
+        """
+        @return: whether the next waiter to serve is a writer; L{None} if nobody waits.
+        """
+
+    @abstractmethod
+    def popNext(self) -> Deferred[Any]:
+        """
+        Remove and return the next waiter to serve, which must exist.
+        """
+
+    @abstractmethod
+    def counts(self) -> tuple[int, int]:
+        """
+        @return: how many live readers and writers wait.
+        """
+
+    @abstractmethod
+    def _queues(self) -> tuple[deque[Deferred[Any]], ...]:
+        """
+        @return: the queues of waiters, for L{discard} and L{_compact}.
+        """
+
+    def discard(self, d: Deferred[Any]) -> bool:
+        """
+        Forget the waiter C{d}, which is being cancelled.
+
+        @return: whether it headed a queue: only then can its leaving let others go, since
+            whoever waits behind a waiter waits at least as long as it does.
+        """
+        for queue in self._queues():
+            if queue and queue[0] is d:
+                self._popHead(queue)
+                return True
+        # Not at a head: it stays queued, and is known by its fired Deferred once it gets there.
+        # It may also be a waiter granted but not yet fired (not queued: the lock takes the grant
+        # back); counting it here only brings a compaction a little early.
+        self._dead += 1
+        if self._dead * 2 > sum(map(len, self._queues())):
+            self._compact()
+        return False
+
+    @abstractmethod
+    def _popHead(self, queue: deque[Deferred[Any]]) -> Deferred[Any]:
+        """
+        Remove and return the head of C{queue}, then drop the cancelled waiters that now head it.
+        """
+
+    @abstractmethod
+    def _compact(self) -> None:
+        """
+        Drop every cancelled waiter.
+        """
+
+
+class _WriterPreferring(_Waiters):
+    """
+    Readers and writers in two FIFO queues: any waiting writer goes before every waiting reader.
+    """
+
+    __slots__ = ("_readers",)
+
+    def __init__(self) -> None:
+        super().__init__()  # readersBlocked holds the writers
+        self._readers: deque[Deferred[Any]] = deque()
+
+    def append(self, d: Deferred[Any], writer: bool) -> None:
+        (self.readersBlocked if writer else self._readers).append(d)
+
+    def nextIsWriter(self) -> bool | None:
+        if self.readersBlocked:
+            return True
+        return False if self._readers else None
+
+    def popNext(self) -> Deferred[Any]:
+        return self._popHead(self.readersBlocked or self._readers)
+
+    def counts(self) -> tuple[int, int]:
+        return _live(self._readers), _live(self.readersBlocked)
+
+    def _queues(self) -> tuple[deque[Deferred[Any]], ...]:
+        return self.readersBlocked, self._readers
+
+    def _popHead(self, queue: deque[Deferred[Any]]) -> Deferred[Any]:
+        d = queue.popleft()
+        while queue and queue[0].called:
+            queue.popleft()
+        return d
+
+    def _compact(self) -> None:
+        for queue in self._queues():
+            live = [d for d in queue if not d.called]
+            queue.clear()
+            queue.extend(live)
+        self._dead = 0
+
+
+class _Fair(_Waiters):
+    """
+    Readers and writers in one FIFO queue, in arrival order.
+    """
+
+    __slots__ = ("_writers",)
+
+    def __init__(self) -> None:
+        super().__init__()  # readersBlocked holds every waiter
+        # Parallel to readersBlocked: whether each waiter is a writer.  Two deques of plain
+        # references cost no allocation per waiter, where one deque of pairs would.
+        self._writers: deque[bool] = deque()
+
+    def append(self, d: Deferred[Any], writer: bool) -> None:
+        self.readersBlocked.append(d)
+        self._writers.append(writer)
+
+    def nextIsWriter(self) -> bool | None:
+        return self._writers[0] if self._writers else None
+
+    def popNext(self) -> Deferred[Any]:
+        return self._popHead(self.readersBlocked)
+
+    def counts(self) -> tuple[int, int]:
+        writers = sum(
+            1 for d, w in zip(self.readersBlocked, self._writers, strict=True) if w and not d.called
+        )
+        return _live(self.readersBlocked) - writers, writers
+
+    def _queues(self) -> tuple[deque[Deferred[Any]], ...]:
+        return (self.readersBlocked,)
+
+    def _popHead(self, queue: deque[Deferred[Any]]) -> Deferred[Any]:
+        self._writers.popleft()
+        d = queue.popleft()
+        while queue and queue[0].called:
+            queue.popleft()
+            self._writers.popleft()
+        return d
+
+    def _compact(self) -> None:
+        live = [
+            (d, w) for d, w in zip(self.readersBlocked, self._writers, strict=True) if not d.called
+        ]
+        self.readersBlocked.clear()
+        self._writers.clear()
+        for d, w in live:
+            self.append(d, w)
+        self._dead = 0
+
+
+def _live(queue: deque[Deferred[Any]]) -> int:
+    return sum(1 for d in queue if not d.called)
+
+
+class TxReadersWriterLock:
+    """
+    A readers/writer lock for Deferreds: many readers may hold it at once, a writer holds it
+    alone.
+
+    Readers use L{readerAcquire} and L{readerRelease}, writers L{writerAcquire} and
+    L{writerRelease}.  An acquire returns a L{Deferred} that fires with the lock once it is
+    granted: at once (synchronously) when it can be, else when holders release.  A release
+    returns an already-fired Deferred, so both forms read the same in C{inlineCallbacks}::
+
+        @inlineCallbacks
+        def readSomething():
+            yield lock.readerAcquire()
+            try:
+                ...  # read the shared data
+            finally:
+                yield lock.readerRelease()
+
+    and in coroutines, more shortly, through the L{reader} and L{writer} sides::
+
+        async def writeSomething():
+            async with lock.writer:
+                ...  # change the shared data
+
+    B{Policy.}  By default, as txrwlock 1.1, the lock prefers writers: while a writer holds or
+    waits, new readers queue; writers are served in arrival order; when the last writer leaves,
+    every waiting reader goes in together, their Deferreds fired in arrival order.  Readers can
+    starve under a steady stream of writers.  With C{fair=True} waiters are served strictly in
+    arrival order (as the fair modes of Java's C{ReentrantReadWriteLock} and tokio's C{RwLock}):
+    the readers at the head of the queue go in together, a reader queued behind a waiting writer
+    waits for it, and a reader arriving while anyone waits queues.  Nobody starves.  Timelines,
+    with R1 reading when W1 asks and R2 arriving after it::
+
+        writer preference:  R1 ====|                      R2 waits for W1, though R1 reads
+                            W1  ...|====|
+                            R2   ......|====
+
+        fair:               the same here; the policies differ when readers queue behind a
+                            writer that waits behind another: R2 then goes before W2, who came
+                            after it, only in fair mode.
+
+    B{Cancellation.}  C{cancel()} on a waiting acquire (directly, by C{addTimeout}, or by
+    cancelling an C{inlineCallbacks} or coroutine waiting on it) errbacks it with
+    L{CancelledError} and removes the waiter; whoever can go now goes (readers queued behind a
+    cancelled writer are admitted when no other writer is ahead of them).  Cancelling an acquire
+    whose Deferred has fired does nothing: its caller holds the lock.  An acquire whose Deferred
+    ends in L{CancelledError} never holds the lock, even one cancelled after its grant but before
+    its Deferred fired (by the callback of a reader admitted in the same batch).
+
+    B{Misuse.}  Releasing a side that is not held raises L{LockNotHeldError} and changes nothing.
+
+    The lock belongs to the reactor thread; use it from no other.
+
+    @ivar reader: the L{LockSide} for readers, made once per lock.
+    @ivar writer: the L{LockSide} for writers, made once per lock.
+    """
+
+    # Invariants, kept by every method:
+    #   - _writing implies _readers == 0.
+    #   - If the lock is free (no reader, no writer), nobody waits: _grant runs, to completion,
+    #     wherever a holder leaves or a waiter next in line is cancelled.
+    #   - Holders counted in _readers / _writing include those granted whose Deferreds wait in
+    #     _ready to be fired; _ready is non-empty exactly while the firing loop of _wake runs.
+    __slots__ = ("__weakref__", "_readers", "_ready", "_waiters", "_writing", "reader", "writer")
+
+    def __init__(self, fair: bool = False) -> None:
+        """
+        @param fair: serve waiters strictly in arrival order, instead of preferring writers.
+        """
+        self._readers = 0
+        self._writing = False
+        self._waiters: _Waiters = _Fair() if fair else _WriterPreferring()
+        self._ready: deque[tuple[Deferred[Any], bool]] = deque()
+        self.reader = LockSide(self, False)
+        self.writer = LockSide(self, True)
+
+    @property
+    def fair(self) -> bool:
+        """
+        Whether waiters are served strictly in arrival order (else writers are preferred).
+        """
+        return isinstance(self._waiters, _Fair)
+
+    @property
+    def isReading(self) -> bool:
+        """
+        Whether at least one reader holds the lock (waiters do not count).
+        """
+        return self._readers > 0
+
+    @property
+    def isWriting(self) -> bool:
+        """
+        Whether a writer holds the lock (waiters do not count).
+        """
+        return self._writing
+
+    def readerAcquire(self: _Lock) -> Deferred[_Lock]:
+        """
+        Acquire the lock for reading.
+
+        @return: a L{Deferred} that fires with the lock once a read hold is granted: at once if no
+            writer holds the lock and nobody waits ahead (under writer preference: no writer
+            waits), else when the policy lets this reader in.  Cancel it to give up waiting.
+        """
+        # The uncontended path is inlined (no call to tryReaderAcquire): it is the hot path.
+        if not self._writing and not self._waiters.readersBlocked:
+            self._readers += 1
+            return succeed(self)
+        return self._wait(False)
+
+    def writerAcquire(self: _Lock) -> Deferred[_Lock]:
+        """
+        Acquire the lock for writing.
+
+        @return: a L{Deferred} that fires with the lock once this writer holds it alone: at once
+            if the lock is free, else after the holders and the waiters served before it leave.
+            Cancel it to give up waiting.
+        """
+        if not self._readers and not self._writing:
+            self._writing = True
+            return succeed(self)
+        return self._wait(True)
+
+    def tryReaderAcquire(self) -> bool:
+        """
+        Take a read hold if that can be done now without queueing or jumping the queue.
+
+        @return: whether the hold was taken; never waits.
+        """
+        if self._writing or self._waiters.readersBlocked:
+            return False
+        self._readers += 1
+        return True
+
+    def tryWriterAcquire(self) -> bool:
+        """
+        Take the write hold if the lock is free (then nobody waits).
+
+        @return: whether the hold was taken; never waits.
+        """
+        if self._readers or self._writing:
+            return False
+        self._writing = True
+        return True
+
+    def readerRelease(self) -> Deferred[None]:
+        """
+        Give back one read hold; when it is the last, let in whoever can go now.
+
+        @return: an already-fired L{Deferred}, so that C{yield lock.readerRelease()} reads as with
+            txrwlock 1.1.
+        @raise LockNotHeldError: if no reader holds the lock; nothing then changes.
+        """
+        self._releaseReader()
+        return succeed(None)
+
+    def writerRelease(self) -> Deferred[None]:
+        """
+        Give back the write hold and let in whoever can go now.
+
+        @return: an already-fired L{Deferred}.
+        @raise LockNotHeldError: if no writer holds the lock; nothing then changes.
+        """
+        self._releaseWriter()
+        return succeed(None)
+
+    def writerDowngrade(self: _Lock) -> Deferred[_Lock]:
+        """
+        Turn the write hold, atomically, into a read hold, to be released by L{readerRelease}.
+
+        No reader or writer can get in between.  Waiting readers are then admitted as the policy
+        allows: under writer preference only if no writer waits; in fair mode, those at the head of
+        the queue.
+
+        There is no upgrade, from reader to writer: two readers asking for it at once would each
+        wait for the other to leave, for ever.  Release the read hold and acquire for writing.
+
+        @return: an already-fired L{Deferred} of the lock.
+        @raise LockNotHeldError: if no writer holds the lock; nothing then changes.
+        """
+        if not self._writing:
+            raise LockNotHeldError(
+                f"writerDowngrade() called, but no writer holds the lock: {self!r}"
+            )
+        self._writing = False
+        self._readers = 1
+        self._wake()
+        return succeed(self)
+
+    def statistics(self) -> LockStatistics:
+        """
+        @return: a snapshot of the lock's holders and waiters (counting the waiting, linear in
+            their number).
+        """
+        readersWaiting, writersWaiting = self._waiters.counts()
+        return LockStatistics(self._readers, self._writing, readersWaiting, writersWaiting)
+
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        policy = "fair" if self.fair else "writer-preferring"
+        return (
+            f"<{type(self).__name__} readers={stats.readers} writing={stats.writing}"
+            f" waiting={stats.readersWaiting}r/{stats.writersWaiting}w {policy}>"
+        )
+
+    def _releaseReader(self) -> None:
+        if not self._readers:
+            raise LockNotHeldError(
+                f"readerRelease() called, but no reader holds the lock: {self!r}"
+            )
+        self._readers -= 1
+        # Only the last reader's leaving can let someone in, and only someone readers block.
+        if not self._readers and self._waiters.readersBlocked:
+            self._wake()
+
+    def _releaseWriter(self) -> None:
+        if not self._writing:
+            raise LockNotHeldError(
+                f"writerRelease() called, but no writer holds the lock: {self!r}"
+            )
+        self._writing = False
+        self._wake()
+
+    def _wait(self, writer: bool) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred(canceller=self._cancel)
+        self._waiters.append(d, writer)
+        return d
+
+    def _cancel(self, d: Deferred[Any]) -> None:
+        if self._waiters.discard(d):
+            self._wake()
+        # Twisted's cancel() now errbacks d with CancelledError.
+
+    def _grant(self) -> None:
+        """
+        Grant the lock to every waiter that may have it now, in policy order: the only place that
+        grants to waiters.  Runs no user code, so the state it leaves is exact.
+        """
+        waiters = self._waiters
+        while not self._writing:
+            writer = waiters.nextIsWriter()
+            if writer is None or (writer and self._readers):
+                return
+            if writer:
+                self._writing = True
+            else:
+                self._readers += 1
+            self._ready.append((waiters.popNext(), writer))
+
+    def _wake(self) -> None:
+        """
+        Grant what can be granted, and fire the granted waiters' Deferreds in order.
+
+        A callback that releases, acquires or cancels again only comes back here to grant: the
+        firing is left to the loop already running below.  So a chain of 10^6 waiters each
+        releasing in its callback runs in constant stack depth and linear time (twisted#9304).
+        """
+        ready = self._ready
+        firing = bool(ready)
+        self._grant()
+        if firing:
+            return
+        while ready:
+            d, writer = ready[0]
+            try:
+                if not d.called:
+                    d.callback(self)
+                else:  # cancelled between its grant and its firing: take the grant back
+                    if writer:
+                        self._writing = False
+                    else:
+                        self._readers -= 1
+                    self._grant()
+            finally:
+                ready.popleft()
+
+
+class LockSide(Generic[_Lock]):
+    """
+    One side, reader or writer, of a L{TxReadersWriterLock}: C{lock.reader} or C{lock.writer}.
+
+    Supports C{async with}, L{run}, and the acquire/release pair of its side.
+    """
+
+    __slots__ = ("_lock", "_writer", "acquire", "tryAcquire")
+
+    def __init__(self, lock: _Lock, writer: bool) -> None:
+        self._lock = lock
+        self._writer = writer
+        self.acquire: Callable[[], Deferred[_Lock]] = (
+            lock.writerAcquire if writer else lock.readerAcquire
+        )
+        """Acquire this side: a L{Deferred} that fires with the lock once granted."""
+        self.tryAcquire: Callable[[], bool] = (
+            lock.tryWriterAcquire if writer else lock.tryReaderAcquire
+        )
+        """Take this side now if that needs no waiting; return whether it was taken."""
+
+    @property
+    def locked(self) -> bool:
+        """
+        Whether this side is held: C{lock.isWriting} or C{lock.isReading}.
+        """
+        return self._lock.isWriting if self._writer else self._lock.isReading
+
+    def release(self) -> Deferred[None]:
+        """
+        Release this side.
+
+        @return: an already-fired L{Deferred}.
+        @raise LockNotHeldError: if this side is not held; nothing then changes.
+        """
+        self._release()
+        return succeed(None)
+
+    def _release(self) -> None:
+        if self._writer:
+            self._lock._releaseWriter()
+        else:
+            self._lock._releaseReader()
+
+    @overload
+    def run(
+        self, f: Callable[_P, Deferred[_T]], *args: _P.args, **kwargs: _P.kwargs
+    ) -> Deferred[_T]: ...
+
+    @overload
+    def run(
+        self, f: Callable[_P, Coroutine[Any, Any, _T]], *args: _P.args, **kwargs: _P.kwargs
+    ) -> Deferred[_T]: ...
+
+    @overload
+    def run(self, f: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]: ...
+
+    def run(self, f: Callable[_P, Any], *args: _P.args, **kwargs: _P.kwargs) -> Deferred[Any]:
+        """
+        Acquire this side, call C{f(*args, **kwargs)}, and release once its result is done, as
+        L{DeferredLock.run<twisted.internet.defer.DeferredLock.run>}.
+
+        C{f} may return a plain value, a L{Deferred} or a coroutine (an C{async def} function);
+        the side is released when that is done, in success or failure.
+
+        @return: a L{Deferred} of C{f}'s result.  Cancelling it while it waits for the lock gives
+            up the acquire; cancelling it later cancels C{f}'s Deferred.
+        """
+
+        def call(_: object) -> Any:
+            try:
+                result = f(*args, **kwargs)
+            except BaseException:
+                self._release()
+                raise
+            if iscoroutine(result):
+                result = ensureDeferred(result)
+            if isinstance(result, Deferred):
+                return result.addBoth(self._releaseAndPass)
+            self._release()
+            return result
+
+        return self.acquire().addCallback(call)
+
+    def _releaseAndPass(self, result: _T) -> _T:
+        self._release()
+        return result
+
+    def __aenter__(self) -> Deferred[_Lock]:
+        return self.acquire()
+
+    def __aexit__(
+        self,
+        excType: type[BaseException] | None,
+        excValue: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Deferred[Literal[False]]:
+        self._release()
+        return succeed(False)
+
+    def __repr__(self) -> str:
+        return f"<{'writer' if self._writer else 'reader'} side of {self._lock!r}>"
