@@ -45,7 +45,7 @@ coverage: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy --strict txrwlock tests
+	$(PY) -m mypy --strict txrwlock tests examples
 
 format: $(DEV_STAMP)
 	$(PY) -m ruff check --fix .
