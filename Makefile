@@ -28,16 +28,21 @@ $(BENCH_STAMP): $(DEV_STAMP) requirements-bench.txt
 
 dev: $(DEV_STAMP)
 
+# The Redis tests need a redis-server: .ci/ensure-redis installs it where it can (root, apt-get),
+# else they skip, saying how to enable them (except under CI=true, where they must run).
 test: $(DEV_STAMP)
+	bash .ci/ensure-redis
 	$(TRIAL) tests
 
 test-oldest:
 	test -x $(OLDEST_VENV)/bin/python || $(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install -q -r requirements-dev.txt "twisted==$(TWISTED_OLDEST)"
 	$(OLDEST_VENV)/bin/python -m pip install -q --no-deps -e .
+	bash .ci/ensure-redis
 	$(OLDEST_VENV)/bin/python -m twisted.trial tests
 
 coverage: $(DEV_STAMP)
+	bash .ci/ensure-redis
 	$(PY) -m coverage erase
 	$(PY) -m coverage run -m twisted.trial tests
 	$(PY) -m coverage report

@@ -1,5 +1,3 @@
-# trial's assertions (assertEqual, successResultOf, ...) carry no annotations.
-# mypy: allow-untyped-calls
 """
 Run the code examples of the documentation: C{README.rst} and every page of C{doc/source}.
 

@@ -1,5 +1,3 @@
-# trial's assertions (assertEqual, successResultOf, ...) carry no annotations.
-# mypy: allow-untyped-calls
 """
 Tests for the scripts in C{examples/}: their logic on a L{Clock}, and the demo once for real.
 """

@@ -1,0 +1,85 @@
+"""
+A worker process for the multi-process tests of L{txrwlock.redis}, run by C{tests.test_redis}
+as C{python tests/redisworker.py MODE PORT NAME LEASE ARG}.
+
+Modes:
+  - C{counter}: ARG times, under the write lock, a non-atomic read-modify-write of two Redis keys
+    (C{a}, then C{b}, to the same new value) and the fencing token pushed on C{tokens}; every
+    other time, under the read lock, check that C{a} equals C{b}.  Prints C{DONE <json>} with
+    the torn reads seen and the holds lost.
+  - C{hold}: take the write lock, print C{HOLDING <token>}, keep it ARG seconds, print
+    C{KEPT} if it still holds it (else C{LOST}), release it and print C{RELEASED}.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import txredisapi
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+
+from txrwlock.redis import RedisReadersWriterLock, connect
+
+__all__ = ["main"]
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+async def counter(reactor: Any, port: int, name: str, lease: float, times: int) -> None:
+    lost = []
+
+    def onLost(lock: RedisReadersWriterLock, writer: bool) -> None:
+        lost.append(writer)
+
+    locks = await connect("127.0.0.1", port, reactor=reactor)
+    store = await txredisapi.Connection("127.0.0.1", port, dbid=0, reconnect=False)
+    lock = locks.lock(name, lease=lease, lost=onLost)
+    torn = 0
+    for i in range(times):
+        async with lock.writer:
+            value = int((await store.get("a")) or 0) + 1
+            await store.set("a", value)
+            await store.set("b", value)
+            await store.rpush("tokens", lock.fencingToken)
+        if i % 2:
+            async with lock.reader:
+                a = await store.get("a")
+                b = await store.get("b")
+                torn += a != b
+    await store.disconnect()
+    await locks.disconnect()
+    say("DONE " + json.dumps({"torn": torn, "lost": len(lost)}))
+
+
+async def hold(reactor: Any, port: int, name: str, lease: float, seconds: float) -> None:
+    lost = []
+
+    def onLost(lock: RedisReadersWriterLock, writer: bool) -> None:
+        lost.append(writer)
+
+    locks = await connect("127.0.0.1", port, reactor=reactor)
+    lock = locks.lock(name, lease=lease, lost=onLost)
+    await lock.writerAcquire()
+    say(f"HOLDING {lock.fencingToken}")
+    await task.deferLater(reactor, seconds, lambda: None)
+    say("KEPT" if lock.isWriting and not lost else "LOST")
+    await lock.writerRelease()
+    say("RELEASED")
+    await locks.disconnect()
+
+
+def main(reactor: Any, mode: str, port: str, name: str, lease: str, arg: str) -> Deferred[None]:
+    if mode == "counter":
+        work = counter(reactor, int(port), name, float(lease), int(arg))
+    else:
+        work = hold(reactor, int(port), name, float(lease), float(arg))
+    return Deferred.fromCoroutine(work)
+
+
+if __name__ == "__main__":
+    task.react(main, sys.argv[1:])

@@ -1,0 +1,923 @@
+"""
+Tests for L{txrwlock.redis}, against a real C{redis-server} started for each test (see
+L{tests.redisserver}); skipped, with a line saying how to enable them, where it is not installed,
+except under C{CI=true}, where they fail instead.
+
+Several L{RedisLocks} in this process stand for clients; worker processes
+(L{tests.redisworker}) for the tests across processes.  They run on the real reactor, with short
+leases and bounded waits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Coroutine
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import txredisapi
+from twisted.internet import reactor as _reactor
+from twisted.internet import task
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, gatherResults, succeed
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+
+from tests.redisserver import RedisServer, requireRedis
+from txrwlock import LockNotHeldError, LockStatistics, TxTestCase
+from txrwlock.redis import LockLostError, RedisLocks, RedisReadersWriterLock, connect
+
+_Case = TypeVar("_Case", bound="_RedisTestCase")
+
+reactor: Any = _reactor
+_WORKER = str(Path(__file__).with_name("redisworker.py"))
+_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def _deferred(
+    f: Callable[[_Case], Coroutine[Any, Any, None]],
+) -> Callable[[_Case], Deferred[None]]:
+    """
+    Run an C{async def} test method as a Deferred, which trial waits for on every Twisted we
+    support.
+    """
+
+    @wraps(f)
+    def test(self: _Case) -> Deferred[None]:
+        return Deferred.fromCoroutine(f(self))
+
+    return test
+
+
+def _sleep(seconds: float) -> Deferred[None]:
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """
+    Wait until C{condition()} holds, checking every 20 ms; fail after C{seconds}.
+    """
+    deadline = reactor.seconds() + seconds
+    while not condition():
+        if reactor.seconds() > deadline:
+            raise TimeoutError(f"still not true after {seconds} s: {condition}")
+        await _sleep(0.02)
+
+
+def _bounded(d: Deferred[Any], seconds: float = 10.0) -> Deferred[Any]:
+    """
+    C{d}, failing with L{defer.TimeoutError} if it has not fired within C{seconds}.
+    """
+    return d.addTimeout(seconds, IReactorTime(reactor))
+
+
+class ImportTests(TxTestCase):
+    """
+    Importing L{txrwlock.redis} imports neither a reactor nor txredisapi (which imports one).
+    """
+
+    def test_noReactor(self) -> None:
+        """
+        In a fresh interpreter, after the import, neither module is loaded.
+        """
+        code = (
+            "import sys, txrwlock.redis; "
+            "print(sorted({'twisted.internet.reactor', 'txredisapi'} & set(sys.modules)))"
+        )
+        env = dict(os.environ, PYTHONPATH=_ROOT)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        )
+        self.assertEqual(out.stdout.strip(), "[]")
+
+
+class CommandEncodingTests(TxTestCase):
+    """
+    The command connection builds its commands faster than txredisapi, into the same bytes.
+    """
+
+    def test_sameBytes(self) -> None:
+        """
+        Arguments of every type txredisapi encodes come out as it would have them.
+        """
+        from txrwlock.redis import _txredisapi
+
+        ours, theirs = _txredisapi().CommandProtocol(), txredisapi.RedisProtocol()
+        for args in [
+            ("EVALSHA", "f" * 40, 2, b"key:1", b"key:2", b"w", "id:7"),
+            ("SET", "caf\u00e9", 1.5, bytearray(b"raw"), -3),
+            ("PING",),
+        ]:
+            self.assertEqual(ours._build_command(*args), theirs._build_command(*args))
+
+
+class _Worker(ProcessProtocol):
+    """
+    A process running L{tests.redisworker}: its output lines, and its end.
+    """
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.ended: Deferred[None] = Deferred()
+        self._buffer = b""
+        self._waiting: list[tuple[str, Deferred[str]]] = []
+
+    def outReceived(self, data: bytes) -> None:
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for raw in lines:
+            line = raw.decode()
+            self.lines.append(line)
+            for prefix, d in list(self._waiting):
+                if line.startswith(prefix):
+                    self._waiting.remove((prefix, d))
+                    d.callback(line)
+
+    def errReceived(self, data: bytes) -> None:
+        sys.stderr.write(data.decode(errors="replace"))
+
+    def line(self, prefix: str) -> Deferred[str]:
+        """
+        The first line starting with C{prefix}, when it comes.
+        """
+        for line in self.lines:
+            if line.startswith(prefix):
+                return succeed(line)
+        d: Deferred[str] = Deferred()
+        self._waiting.append((prefix, d))
+        return d
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+
+
+async def _gather(coroutines: list[Coroutine[Any, Any, None]]) -> None:
+    await gatherResults([Deferred.fromCoroutine(c) for c in coroutines], consumeErrors=True)
+
+
+class _RedisTestCase(TxTestCase):
+    """
+    A test with its own C{redis-server}, started with C{options}.
+    """
+
+    options: tuple[str, ...] = ()
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.server = RedisServer(requireRedis(self), self.mktemp(), *self.options)
+        self.server.start()
+        self.addCleanup(self.server.stop)
+
+    async def connect(self) -> RedisLocks:
+        """
+        A new client, disconnected after the test.
+        """
+        locks = await connect("127.0.0.1", self.server.port)
+        self.addCleanup(locks.disconnect)
+        return locks
+
+    async def clients(self, n: int, name: str = "inventory", lease: float = 30.0) -> list[Any]:
+        """
+        The lock C{name} in C{n} new clients.
+        """
+        return [(await self.connect()).lock(name, lease=lease) for _ in range(n)]
+
+    async def settle(self, lock: RedisReadersWriterLock) -> LockStatistics:
+        """
+        Wait until the commands sent so far by every client have run and their replies been
+        handled: a statistics round trip after a short pause.
+        """
+        await _sleep(0.05)
+        return await lock.statistics()
+
+    def spawn(self, mode: str, name: str, lease: float, arg: float) -> _Worker:
+        """
+        Start a worker, killed after the test if still running.
+        """
+        worker = _Worker()
+        args = [sys.executable, _WORKER, mode, str(self.server.port), name, str(lease), str(arg)]
+        env = dict(os.environ, PYTHONPATH=_ROOT)
+        process = reactor.spawnProcess(worker, sys.executable, args, env=env, path=_ROOT)
+
+        def kill() -> Deferred[None]:
+            if not worker.ended.called:
+                with contextlib.suppress(ProcessExitedAlready):
+                    process.signalProcess("KILL")
+            return worker.ended
+
+        self.addCleanup(kill)
+        return worker
+
+
+class ClientsTests(_RedisTestCase):
+    """
+    Several clients of one lock in one process: the policy and API of the local lock.
+    """
+
+    @_deferred
+    async def test_exclusion(self) -> None:
+        """
+        A writer holds the lock alone; readers hold it together; a waiter goes in when the
+        holder releases (told by Redis's pub/sub, not a timer: the lease is 30 s).
+        """
+        a, b, c = await self.clients(3)
+        await a.writerAcquire()
+        self.assertTrue(a.isWriting)
+        reading = b.readerAcquire()
+        writing = c.writerAcquire()
+        await self.settle(a)
+        self.assertFalse(reading.called)
+        self.assertFalse(writing.called)
+        self.assertFalse(b.isReading)
+        await a.writerRelease()
+        self.assertFalse(a.isWriting)
+        await _bounded(writing)
+        self.assertTrue(c.isWriting)
+        self.assertFalse(reading.called)
+        await c.writerRelease()
+        await _bounded(reading)
+        await _bounded(a.readerAcquire())
+        self.assertEqual((a.isReading, b.isReading), (True, True))
+        self.assertEqual(await a.statistics(), LockStatistics(2, False, 0, 0))
+        await a.readerRelease()
+        await b.readerRelease()
+        self.assertEqual(await a.statistics(), LockStatistics(0, False, 0, 0))
+
+    @_deferred
+    async def test_writerPreference(self) -> None:
+        """
+        While a writer waits, a new reader waits too, though only readers hold the lock; when
+        the writer is done, it goes in.
+        """
+        a, b, c = await self.clients(3)
+        await a.readerAcquire()
+        writing = b.writerAcquire()
+        await self.settle(a)
+        reading = c.readerAcquire()
+        self.assertEqual(await self.settle(c), LockStatistics(1, False, 1, 1))
+        self.assertFalse(reading.called)
+        self.assertFalse(await c.tryReaderAcquire())
+        await a.readerRelease()
+        await _bounded(writing)
+        self.assertFalse(reading.called)
+        await b.writerRelease()
+        await _bounded(reading)
+        self.assertTrue(c.isReading)
+
+    @_deferred
+    async def test_fifoWriters(self) -> None:
+        """
+        Writers of different clients are served in the order they arrived at Redis.
+        """
+        holder, *writers = await self.clients(4)
+        await holder.writerAcquire()
+        order: list[int] = []
+        waiting = []
+        for i, lock in enumerate(writers):
+            waiting.append(lock.writerAcquire().addCallback(lambda _, i=i: order.append(i)))
+            await self.settle(holder)
+        self.assertEqual((await holder.statistics()).writersWaiting, 3)
+        await holder.writerRelease()
+        for i, lock in enumerate(writers):
+            await _bounded(waiting[i])
+            self.assertEqual(order, list(range(i + 1)))
+            await self.settle(lock)
+            self.assertEqual(order, list(range(i + 1)))
+            await lock.writerRelease()
+
+    @_deferred
+    async def test_fencingTokens(self) -> None:
+        """
+        Each write acquisition of a name, by any client, gets a larger fencing token; there is
+        none while not writing, nor after a downgrade.
+        """
+        a, b = await self.clients(2)
+        other = (await self.connect()).lock("other")
+        tokens = []
+        for lock in (a, b, a, b, other, a):
+            self.assertIsNone(lock.fencingToken)
+            await lock.writerAcquire()
+            tokens.append(lock.fencingToken)
+            await lock.writerRelease()
+            self.assertIsNone(lock.fencingToken)
+        self.assertTrue(all(isinstance(t, int) for t in tokens))
+        mine = [t for i, t in enumerate(tokens) if i != 4]
+        self.assertEqual(mine, sorted(set(mine)))
+        await a.writerAcquire()
+        await a.writerDowngrade()
+        self.assertIsNone(a.fencingToken)
+        await a.readerRelease()
+
+    @_deferred
+    async def test_cancelWaitingWriter(self) -> None:
+        """
+        Cancelling a waiting writer, or timing it out, fails it with L{CancelledError}, gives up
+        its place in Redis, and lets in the readers waiting behind it.
+        """
+        a, b, c = await self.clients(3)
+        await a.readerAcquire()
+        for giveUp in ("cancel", "timeout"):
+            writing = b.writerAcquire()
+            if giveUp == "timeout":
+                writing.addTimeout(0.3, IReactorTime(reactor))
+            await self.settle(a)
+            reading = c.readerAcquire()
+            await self.settle(a)
+            self.assertFalse(reading.called)
+            if giveUp == "cancel":
+                writing.cancel()
+            failures: list[Failure] = []
+            await writing.addErrback(failures.append)
+            self.assertTrue(failures[0].check(CancelledError, TimeoutError))
+            await _bounded(reading)
+            self.assertFalse(b.isWriting)
+            self.assertEqual(await self.settle(a), LockStatistics(2, False, 0, 0))
+            await c.readerRelease()
+
+    @_deferred
+    async def test_cancelCrossingGrant(self) -> None:
+        """
+        An acquire cancelled while Redis grants it ends in L{CancelledError} and holds nothing:
+        the grant is released.
+        """
+        a, b = await self.clients(2)
+        for acquire in (a.writerAcquire, a.readerAcquire, a.tryWriterAcquire):
+            d = acquire()
+            d.cancel()
+            self.assertIsInstance(await d.addErrback(lambda f: f.value), CancelledError)
+            self.assertEqual((a.isReading, a.isWriting), (False, False))
+            self.assertEqual(await self.settle(b), LockStatistics(0, False, 0, 0))
+            self.assertTrue(await b.tryWriterAcquire())
+            await b.writerRelease()
+
+    @_deferred
+    async def test_downgrade(self) -> None:
+        """
+        A downgraded writer reads, and the waiting readers go in with it, unless a writer waits.
+        """
+        a, b, c = await self.clients(3)
+        await a.writerAcquire()
+        reading = b.readerAcquire()
+        await self.settle(a)
+        self.assertIs(await a.writerDowngrade(), a)
+        self.assertEqual((a.isReading, a.isWriting), (True, False))
+        await _bounded(reading)
+        await a.readerRelease()
+        await b.readerRelease()
+
+        await a.writerAcquire()
+        writing = c.writerAcquire()
+        await self.settle(a)
+        reading = b.readerAcquire()
+        await self.settle(a)
+        await a.writerDowngrade()
+        self.assertEqual(await self.settle(b), LockStatistics(1, False, 1, 1))
+        self.assertFalse(reading.called)
+        await a.readerRelease()
+        await _bounded(writing)
+        await c.writerRelease()
+        await _bounded(reading)
+        await b.readerRelease()
+
+    @_deferred
+    async def test_misuse(self) -> None:
+        """
+        Releasing or downgrading what this object does not hold raises L{LockNotHeldError} and
+        changes nothing; bad names and leases are refused at once.
+        """
+        locks = await self.connect()
+        a, b = locks.lock("x"), locks.lock("x")
+        await a.readerAcquire()
+        self.assertRaisesWithMessage(LockNotHeldError, "holds no write hold", a.writerRelease)
+        self.assertRaisesWithMessage(LockNotHeldError, "does not write", a.writerDowngrade)
+        self.assertRaisesWithMessage(LockNotHeldError, "holds no read hold", b.readerRelease)
+        self.assertRaisesWithMessage(LockNotHeldError, "readerRelease()", b.reader.release)
+        await a.readerRelease()
+        self.assertRaisesWithMessage(LockNotHeldError, "holds no read hold", a.readerRelease)
+        self.assertTrue(await b.tryWriterAcquire())
+        await b.writerRelease()
+        self.assertRaisesWithMessage(TypeError, "must be a string", locks.lock, b"x")
+        self.assertRaisesWithMessage(ValueError, "must not be empty", locks.lock, "")
+        self.assertRaisesWithMessage(ValueError, "must be positive", locks.lock, "x", lease=0)
+        self.assertRaisesWithMessage(ValueError, "must be positive", locks.lock, "x", lease=-1)
+
+    @_deferred
+    async def test_tryAcquire(self) -> None:
+        """
+        A try takes the lock only when it can now without jumping the queue, and never waits.
+        """
+        a, b = await self.clients(2)
+        self.assertTrue(await a.tryReaderAcquire())
+        self.assertTrue(await b.reader.tryAcquire())
+        self.assertFalse(await b.tryWriterAcquire())
+        await a.readerRelease()
+        await b.readerRelease()
+        self.assertTrue(await a.writer.tryAcquire())
+        self.assertFalse(await b.tryReaderAcquire())
+        self.assertFalse(await b.tryWriterAcquire())
+        self.assertEqual(await a.statistics(), LockStatistics(0, True, 0, 0))
+        await a.writerRelease()
+
+    @_deferred
+    async def test_sides(self) -> None:
+        """
+        C{async with} and C{run} on both sides release once Redis has, exception or not.
+        """
+        a, b = await self.clients(2)
+        async with a.writer as lock:
+            self.assertIs(lock, a)
+            self.assertTrue(a.writer.locked)
+        self.assertFalse(a.writer.locked)
+        self.assertTrue(await b.tryWriterAcquire())
+        await b.writerRelease()
+        with self.assertRaises(ZeroDivisionError):
+            async with a.reader:
+                self.assertTrue(a.reader.locked)
+                1 / 0  # noqa: B018
+        self.assertFalse(a.reader.locked)
+
+        async def work(x: int) -> int:
+            await _sleep(0.01)
+            self.assertTrue(a.isWriting)
+            return x * 2
+
+        self.assertEqual(await a.writer.run(work, 21), 42)
+        self.assertEqual(await a.reader.run(lambda: a.isReading), True)
+
+        def broken() -> None:
+            raise ZeroDivisionError()
+
+        await self.assertInlineCbRaises(ZeroDivisionError, a.writer.run, broken)
+        self.assertTrue(await b.tryWriterAcquire())
+        await b.writerRelease()
+
+    @_deferred
+    async def test_concurrentCoroutines(self) -> None:
+        """
+        Many coroutines may use one lock object at once: each read hold is its own, and writers
+        of the same object exclude each other.
+        """
+        (lock,) = await self.clients(1)
+        inside = []
+
+        async def write(i: int) -> None:
+            async with lock.writer:
+                inside.append(i)
+                self.assertEqual(len(inside), 1)
+                await _sleep(0.005)
+                inside.remove(i)
+
+        await _bounded(Deferred.fromCoroutine(_gather([write(i) for i in range(10)])), 30)
+        await lock.readerAcquire()
+        await lock.readerAcquire()
+        self.assertEqual((await lock.statistics()).readers, 2)
+        await lock.readerRelease()
+        self.assertTrue(lock.isReading)
+        await lock.readerRelease()
+        self.assertFalse(lock.isReading)
+
+    @_deferred
+    async def test_databases(self) -> None:
+        """
+        Locks of the same name in different databases are different locks.
+        """
+        a = (await self.connect()).lock("x")
+        other = await connect("127.0.0.1", self.server.port, dbid=1, reactor=reactor)
+        self.addCleanup(other.disconnect)
+        b = other.lock("x")
+        await a.writerAcquire()
+        self.assertTrue(await b.tryWriterAcquire())
+        await a.writerRelease()
+        await b.writerRelease()
+
+    @_deferred
+    async def test_leaseLostOnRenewal(self) -> None:
+        """
+        A holder whose hold vanished from Redis learns it at its next renewal: C{lost} is called,
+        it no longer writes, and its release fails with L{LockLostError}.
+        """
+        lost: list[tuple[RedisReadersWriterLock, bool]] = []
+        locks = await self.connect()
+        a = locks.lock("x", lease=0.6, lost=lambda lock, writer: lost.append((lock, writer)))
+        await a.writerAcquire()
+        self.server.command("DEL", "txrwlock:{0:x}:h", "txrwlock:{0:x}:w")
+        for _ in range(100):
+            if lost:
+                break
+            await _sleep(0.05)
+        self.assertEqual(lost, [(a, True)])
+        self.assertFalse(a.isWriting)
+        self.assertIsNone(a.fencingToken)
+        await self.assertInlineCbRaisesWithMsg(LockLostError, "was lost", a.writerRelease)
+        self.assertRaises(LockNotHeldError, a.writerRelease)
+
+    @_deferred
+    async def test_leaseLostUnrenewed(self) -> None:
+        """
+        A holder that cannot renew (Redis frozen) loses its holds once its lease has passed,
+        without waiting for Redis; when Redis is back, another client takes the lock.
+        """
+        lost: list[bool] = []
+        locks = await self.connect()
+        a = locks.lock("x", lease=0.5, lost=lambda lock, writer: lost.append(writer))
+        await a.readerAcquire()
+        self.server.pause()
+        try:
+            start = reactor.seconds()
+            while not lost and reactor.seconds() - start < 10:
+                await _sleep(0.05)
+            self.assertEqual(lost, [False])
+            self.assertFalse(a.isReading)
+        finally:
+            os.kill(self.server.process.pid, signal.SIGCONT)  # type: ignore[union-attr]
+        await self.assertInlineCbRaises(LockLostError, a.readerRelease)
+        (b,) = await self.clients(1, "x")
+        await _bounded(b.writerAcquire())
+        await b.writerRelease()
+
+    @_deferred
+    async def test_watchdog(self) -> None:
+        """
+        A holder with a short lease keeps the lock for many leases: its watchdog renews them,
+        and a waiting writer's place too.
+        """
+        a, b = await self.clients(2, lease=0.6)
+        await a.writerAcquire()
+        writing = b.writerAcquire()
+        await _sleep(2.4)  # four leases
+        self.assertTrue(a.isWriting)
+        self.assertFalse(writing.called)
+        self.assertEqual((await a.statistics()).writersWaiting, 1)
+        await a.writerRelease()
+        await _bounded(writing)
+        await b.writerRelease()
+
+    @_deferred
+    async def test_connectRefused(self) -> None:
+        """
+        L{connect} fails with txredisapi's C{ConnectionError} when nothing answers, within its
+        C{connectTimeout}, leaving nothing behind in the reactor.
+        """
+        port = self.server.port
+        self.server.stop()
+        start = reactor.seconds()
+        d = connect("127.0.0.1", port, connectTimeout=1.0)
+        error = await self.assertInlineCbRaises(txredisapi.ConnectionError, lambda: d)
+        self.assertIn(f"127.0.0.1:{port}", str(error))
+        self.assertLess(reactor.seconds() - start, 5)
+
+    @_deferred
+    async def test_connectionLostInFlight(self) -> None:
+        """
+        An acquire whose command is in flight when Redis goes away fails with txredisapi's
+        C{ConnectionError}; one made while Redis is away waits for it, and gets the lock.
+        """
+        (a,) = await self.clients(1)
+        self.server.pause()
+        inFlight = a.writerAcquire()
+        await _sleep(0.1)
+        self.server.stop(signal.SIGKILL)
+        await self.assertInlineCbRaises(txredisapi.ConnectionError, lambda: _bounded(inFlight))
+        self.assertFalse(a.isWriting)
+        await _sleep(0.1)
+        later = a.writerAcquire()
+        await _sleep(0.5)
+        self.assertFalse(later.called)
+        self.server.start()
+        await _bounded(later, 20)
+        self.assertTrue(a.isWriting)
+        await a.writerRelease()
+
+    @_deferred
+    async def test_disconnect(self) -> None:
+        """
+        Disconnecting fails the waiting acquires and gives up their places, and the holds not
+        released, as lost.
+        """
+        (a,) = await self.clients(1)
+        lost: list[bool] = []
+        locks = await connect("127.0.0.1", self.server.port)
+        c = locks.lock("inventory")
+        held = locks.lock("other", lost=lambda lock, writer: lost.append(writer))
+        await a.writerAcquire()
+        await held.writerAcquire()
+        waiting = c.writerAcquire()
+        reading = c.readerAcquire()
+        await self.settle(a)
+        await locks.disconnect()
+        for d in (waiting, reading):
+            self.assertIn("disconnected", str(await d.addErrback(lambda f: f.value)))
+        self.assertEqual(await a.statistics(), LockStatistics(0, True, 0, 0))
+        await a.writerRelease()
+        self.assertEqual((lost, held.isWriting), ([True], False))
+        await self.assertInlineCbRaises(LockLostError, held.writerRelease)
+        other = (await self.connect()).lock("other")
+        self.assertTrue(await other.tryWriterAcquire())
+        await other.writerRelease()
+        self.assertRaisesWithMessage(
+            txredisapi.ConnectionError, "after disconnect()", locks.lock, "y"
+        )
+        await self.assertInlineCbRaisesWithMsg(
+            txredisapi.ConnectionError, "disconnected", c.readerAcquire
+        )
+
+    @_deferred
+    async def test_cancelWaitingReader(self) -> None:
+        """
+        A cancelled waiting reader is gone: it is not counted, and not granted later.
+        """
+        a, b = await self.clients(2)
+        await a.writerAcquire()
+        reading = b.readerAcquire()
+        self.assertEqual((await self.settle(b)).readersWaiting, 1)
+        reading.cancel()
+        self.assertIsInstance(await reading.addErrback(lambda f: f.value), CancelledError)
+        self.assertEqual(await b.statistics(), LockStatistics(0, True, 0, 0))
+        await a.writerRelease()
+        self.assertEqual(await self.settle(b), LockStatistics(0, False, 0, 0))
+        self.assertFalse(b.isReading)
+
+    @_deferred
+    async def test_repr(self) -> None:
+        """
+        The reprs show the database, the name, what the object holds and waits for, the lease.
+        """
+        locks = await self.connect()
+        lock = locks.lock("x", lease=2.0)
+        await lock.readerAcquire()
+        expected = "<RedisReadersWriterLock 'x' readers=1 writing=False waiting=0r/0w lease=2.0>"
+        self.assertEqual(repr(lock), expected)
+        self.assertEqual(repr(lock.reader), f"<reader side of {expected}>")
+        self.assertTrue(repr(locks).startswith("<RedisLocks db=0 "))
+        await lock.readerRelease()
+
+    @_deferred
+    async def test_lostUnnoticed(self) -> None:
+        """
+        A hold that vanished from Redis before the holder's next renewal makes its release, or
+        downgrade, fail with L{LockLostError}.
+        """
+        locks = await self.connect()
+        lock = locks.lock("y")
+        for giveBack in (lock.writerRelease, lock.writerDowngrade):
+            await lock.writerAcquire()
+            self.server.command("DEL", "txrwlock:{0:y}:h", "txrwlock:{0:y}:w")
+            await self.assertInlineCbRaisesWithMsg(LockLostError, "was lost", giveBack)
+            self.assertEqual((lock.isReading, lock.isWriting), (False, False))
+            self.assertRaises(LockNotHeldError, lock.readerRelease)
+
+    @_deferred
+    async def test_lostCallbacks(self) -> None:
+        """
+        A lost hold is reported whether or not there is a C{lost} callback, and one that raises
+        is logged.
+        """
+        locks = await self.connect()
+
+        def broken(lock: RedisReadersWriterLock, writer: bool) -> None:
+            raise ZeroDivisionError()
+
+        quiet = locks.lock("quiet", lease=0.3)
+        noisy = locks.lock("noisy", lease=0.3, lost=broken)
+        await quiet.readerAcquire()
+        await noisy.writerAcquire()
+        self.server.command("DEL", "txrwlock:{0:quiet}:h", "txrwlock:{0:noisy}:h")
+        await _until(lambda: not quiet.isReading and not noisy.isWriting)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        await self.assertInlineCbRaises(LockLostError, quiet.readerRelease)
+        await self.assertInlineCbRaises(LockLostError, noisy.writerRelease)
+
+    @_deferred
+    async def test_placeLost(self) -> None:
+        """
+        A waiting writer whose place vanished from Redis queues again, and gets the lock.
+        """
+        a, b = await self.clients(2, lease=0.3)
+        await a.writerAcquire()
+        writing = b.writerAcquire()
+        await self.settle(a)
+        self.server.command("DEL", "txrwlock:{0:inventory}:q", "txrwlock:{0:inventory}:p")
+        self.assertEqual((await a.statistics()).writersWaiting, 0)
+        queue = ("ZCARD", "txrwlock:{0:inventory}:q")
+        await _until(lambda: self.server.command(*queue) == b":1")
+        self.assertFalse(writing.called)
+        await a.writerRelease()
+        await _bounded(writing)
+        await b.writerRelease()
+
+    @_deferred
+    async def test_scriptErrors(self) -> None:
+        """
+        An acquire the script fails (a key of the lock overwritten with a string) fails with
+        Redis's error and grants nothing; a renewal it fails is logged, and the hold is lost when
+        its lease runs out.
+        """
+        locks = await self.connect()
+        self.server.command("SET", "txrwlock:{0:bad}:h", "not a sorted set")
+        bad = locks.lock("bad")
+        await self.assertInlineCbRaisesWithMsg(
+            txredisapi.ResponseError, "WRONGTYPE", bad.writerAcquire
+        )
+        self.assertFalse(bad.isWriting)
+        lost: list[bool] = []
+        spoilt = locks.lock("spoilt", lease=0.3, lost=lambda lock, writer: lost.append(writer))
+        await spoilt.writerAcquire()
+        self.server.command("SET", "txrwlock:{0:spoilt}:h", "not a sorted set")
+        await _until(lambda: bool(lost))
+        self.assertEqual(lost, [True])
+        self.assertGreaterEqual(len(self.flushLoggedErrors(txredisapi.ResponseError)), 2)
+
+    @_deferred
+    async def test_waiterSurvivesConnectionLoss(self) -> None:
+        """
+        A waiter whose retry is in flight when Redis dies keeps waiting; when Redis comes back
+        without its data, the holder learns it lost the lock and the waiter gets it.
+        """
+        lost: list[bool] = []
+        a = (await self.connect()).lock("x", lease=1.0, lost=lambda lock, w: lost.append(w))
+        (b,) = await self.clients(1, "x", lease=1.0)
+        await a.writerAcquire()
+        writing = b.writerAcquire()
+        await self.settle(a)
+        self.server.pause()
+        b._retry()  # as if told to: its retry is in flight when Redis dies
+        await _sleep(0.1)
+        self.server.stop(signal.SIGKILL)
+        await _sleep(0.3)
+        self.assertFalse(writing.called)
+        self.server.start()
+        await _bounded(writing, 20)
+        await _until(lambda: bool(lost))
+        self.assertEqual((lost, a.isWriting), ([True], False))
+        await b.writerRelease()
+
+
+class PasswordTests(_RedisTestCase):
+    """
+    A Redis that needs a password.
+    """
+
+    options = ("--requirepass", "s3cret")
+
+    @_deferred
+    async def test_password(self) -> None:
+        """
+        With the right password the locks work; with a wrong one L{connect} fails, saying so.
+        """
+        locks = await connect("127.0.0.1", self.server.port, password="s3cret")
+        self.addCleanup(locks.disconnect)
+        lock = locks.lock("x")
+        await lock.writerAcquire()
+        await lock.writerRelease()
+        await self.assertInlineCbRaisesWithMsg(
+            ValueError, "could not auth", connect, "127.0.0.1", self.server.port, password="no"
+        )
+
+
+class RestartTests(_RedisTestCase):
+    """
+    Redis restarted cleanly, with its data (append-only file, fsync always).
+    """
+
+    timeout = 120
+
+    options = ("--appendonly", "yes", "--appendfsync", "always")
+
+    @_deferred
+    async def test_restart(self) -> None:
+        """
+        Across a clean restart, holds and places whose leases have not run out are kept: the
+        holder keeps writing, nobody else gets in meanwhile, waiters carry on once it releases,
+        and fencing tokens keep growing.
+        """
+        lost: list[bool] = []
+        locks = [await self.connect() for _ in range(3)]
+        a, b, c = (
+            lo.lock("x", lease=5.0, lost=lambda lock, writer: lost.append(writer)) for lo in locks
+        )
+        await a.writerAcquire()
+        before = a.fencingToken
+        assert before is not None
+        writing = b.writerAcquire()
+        await self.settle(a)
+        reading = c.readerAcquire()
+        await self.settle(a)
+        self.server.restart()
+        await _sleep(3.0)  # reconnected, renewed, retried
+        self.assertEqual(lost, [])
+        self.assertTrue(a.isWriting)
+        self.assertFalse(writing.called)
+        self.assertFalse(reading.called)
+        self.assertEqual(await _bounded(c.statistics()), LockStatistics(0, True, 1, 1))
+        await a.writerRelease()
+        await _bounded(writing)
+        after = b.fencingToken
+        assert after is not None
+        self.assertGreater(after, before)
+        self.assertFalse(reading.called)
+        await b.writerRelease()
+        await _bounded(reading)
+        await c.readerRelease()
+        self.assertEqual(lost, [])
+
+    @_deferred
+    async def test_restartAcrossProcesses(self) -> None:
+        """
+        A worker process holding the write lock across a clean restart keeps it (its watchdog
+        renews it once Redis is back) and nobody else gets it meanwhile; the waiter gets it once
+        the worker releases, with a larger fencing token.
+        """
+        lease = 3.0
+        holder = self.spawn("hold", "x", lease, 4.0)
+        token = int((await _bounded(holder.line("HOLDING"), 30)).split()[1])
+        releasesAfter = reactor.seconds() + 4.0
+        (lock,) = await self.clients(1, "x", lease=lease)
+        writing = lock.writerAcquire()
+        await self.settle(lock)
+        self.server.restart()
+        await _sleep(max(0.0, releasesAfter - 1.5 - reactor.seconds()))
+        self.assertFalse(writing.called)
+        self.assertEqual(await _bounded(holder.line("RELEASED"), 30), "RELEASED")
+        self.assertIn("KEPT", holder.lines)
+        await _bounded(writing, 30)
+        self.assertGreater(lock.fencingToken, token)
+        await lock.writerRelease()
+
+
+class ProcessesTests(_RedisTestCase):
+    """
+    Workers in separate OS processes sharing one lock.
+    """
+
+    timeout = 120
+
+    @_deferred
+    async def test_counter(self) -> None:
+        """
+        8 workers each do 200 non-atomic read-modify-writes of a counter under the write lock,
+        and check under the read lock that it is never half-written: no update is lost, no read
+        torn, and the fencing tokens the store saw only grow.
+        """
+        workers, times = 8, 200
+        running = [self.spawn("counter", "counter", 1.0, times) for _ in range(workers)]
+        results = []
+        for worker in running:
+            line = await _bounded(worker.line("DONE "), 100)
+            results.append(json.loads(line.split(" ", 1)[1]))
+        self.assertEqual(results, [{"torn": 0, "lost": 0}] * workers)
+        self.assertEqual(self.server.command("GET", "a"), str(workers * times).encode())
+        self.assertEqual(self.server.command("GET", "b"), str(workers * times).encode())
+        tokens = self._tokens()
+        self.assertEqual(len(tokens), workers * times)
+        self.assertEqual(tokens, sorted(set(tokens)))
+
+    def _tokens(self) -> list[int]:
+        count = int(self.server.command("LLEN", "tokens")[1:])
+        return [int(self.server.command("LINDEX", "tokens", str(i))) for i in range(count)]
+
+    @_deferred
+    async def test_killedHolder(self) -> None:
+        """
+        When a holder is killed (SIGKILL: it releases nothing), the waiters get the lock within
+        one lease and a second.
+        """
+        lease = 1.0
+        holder = self.spawn("hold", "x", lease, 3600)
+        await _bounded(holder.line("HOLDING"), 30)
+        (lock,) = await self.clients(1, "x", lease=lease)
+        waiting = lock.writerAcquire()
+        await self.settle(lock)
+        self.assertFalse(waiting.called)
+        start = reactor.seconds()
+        os.kill(holder.transport.pid, signal.SIGKILL)  # type: ignore[union-attr]
+        await _bounded(waiting, 30)
+        self.assertLess(reactor.seconds() - start, lease + 1.0)
+        await lock.writerRelease()
+
+    @_deferred
+    async def test_watchdogAcrossProcesses(self) -> None:
+        """
+        A worker holding with a short lease for several leases keeps the lock throughout: others
+        cannot take it, and it releases it cleanly.
+        """
+        lease = 1.0
+        holder = self.spawn("hold", "x", lease, 4 * lease)
+        token = int((await _bounded(holder.line("HOLDING"), 30)).split()[1])
+        # Three leases of the four it holds: the end stays clear of its release.
+        end = reactor.seconds() + 3 * lease
+        (lock,) = await self.clients(1, "x", lease=lease)
+        while reactor.seconds() < end:
+            self.assertFalse(await lock.tryWriterAcquire())
+            await _sleep(0.1)
+        self.assertEqual(await _bounded(holder.line("RELEASED"), 30), "RELEASED")
+        self.assertIn("KEPT", holder.lines)
+        await _bounded(lock.writerAcquire())
+        self.assertGreater(lock.fencingToken, token)
+        await lock.writerRelease()
