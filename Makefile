@@ -50,7 +50,7 @@ coverage: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy --strict txrwlock tests examples
+	$(PY) -m mypy --strict txrwlock tests examples benchmarks
 
 format: $(DEV_STAMP)
 	$(PY) -m ruff check --fix .
