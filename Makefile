@@ -47,7 +47,8 @@ coverage: $(DEV_STAMP)
 	$(PY) -m coverage run -m twisted.trial tests
 	$(PY) -m coverage report
 
-lint: $(DEV_STAMP)
+# The benchmarks are type-checked too, so lint needs their requirements.
+lint: $(BENCH_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy --strict txrwlock tests examples benchmarks
