@@ -7,6 +7,7 @@ Everything is deterministic: the lock needs no reactor, and time comes from a L{
 from __future__ import annotations
 
 import gc
+import random
 import subprocess
 import sys
 import weakref
@@ -575,6 +576,35 @@ class _BothPolicies(_Base):
         self.assertLessEqual(sum(ref() is not None for ref in kept), 2)  # the live waiters
         _release(lock, "W0")
         self.assertEqual(log, ["W0", "W1"])
+
+    def assertDeadCounted(self, lock: TxReadersWriterLock) -> None:
+        """
+        Assert, looking inside the lock, that the cancelled waiters still queued are exactly the
+        ones it counts, and no more than the live ones.
+        """
+        queued = [d for queue in lock._waiters._queues() for d in queue]
+        dead = sum(d.called for d in queued)
+        self.assertEqual(lock._waiters._dead, dead)
+        self.assertLessEqual(dead, len(queued) - dead)
+
+    def test_deadCountedExactly(self) -> None:
+        """
+        Waiters cancelled in random order, while heads leave the queue, are counted exactly as
+        long as they stay queued, and compaction keeps them no more numerous than the live.
+        """
+        lock = self.makeLock()
+        log: list[str] = []
+        _acquire(lock, "W0", log)
+        waiters = [_acquire(lock, ("W" if i % 3 else "R") + str(i), log) for i in range(60)]
+        for d in waiters:
+            d.addErrback(lambda f: f.trap(CancelledError))
+        order = random.Random(7).sample(waiters, len(waiters))
+        for i, d in enumerate(order):
+            if i == 30:
+                _release(lock, "W0")  # the heads go; a writer or readers then hold the lock
+                self.assertDeadCounted(lock)
+            d.cancel()
+            self.assertDeadCounted(lock)
 
     # Misuse.
 

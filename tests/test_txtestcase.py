@@ -126,16 +126,26 @@ class AssertRaisesWithMessageTests(_AssertionTests):
     def test_unfiredDeferred(self) -> None:
         """
         It fails when the function returns a Deferred that has not fired, pointing to the
-        asynchronous assertion.
+        asynchronous assertion, and leaves that Deferred alone: its result, when it comes, is not
+        swallowed.
         """
+        returned: list[Deferred[None]] = []
+
+        def unfired() -> Deferred[None]:
+            returned.append(unfiredDeferred())
+            return returned[0]
+
         self.assertFailsWith(
-            "expected unfiredDeferred() to raise ValueError, but it returned a Deferred that has "
-            "not fired: use assertInlineCbRaisesWithMsg for asynchronous code",
+            "expected AssertRaisesWithMessageTests.test_unfiredDeferred.<locals>.unfired() to "
+            "raise ValueError, but it returned a Deferred that has not fired: use "
+            "assertInlineCbRaisesWithMsg for asynchronous code",
             self.assertRaisesWithMessage,
             ValueError,
             "",
-            unfiredDeferred,
+            unfired,
         )
+        returned[0].errback(ValueError("later"))
+        self.failureResultOf(returned[0], ValueError)
 
     def test_wrongType(self) -> None:
         """

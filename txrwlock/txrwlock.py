@@ -54,20 +54,22 @@ class _Waiters(ABC):
     """
     The queue of waiting acquires, in the order the policy serves them.
 
-    A cancelled waiter is dropped at once when it heads its queue, else left in place and
-    skipped when it gets there: finding it would cost a scan.  Invariant: the head of each queue
-    is live.  So that the dead never outnumber the live, the queues are compacted (one linear
-    pass) whenever they would: amortised O(1) per cancel, and a lock held for hours by a stuck
-    holder, with waiters timing out and retrying, does not grow without bound.
+    A cancelled waiter is dropped at once when it heads its queue, else left in place (dead,
+    counted in _dead) and skipped when it gets there: finding it would cost a scan.  Invariants:
+    the head of each queue is live; the dead never outnumber the live, since the queues are
+    compacted (one linear pass) whenever they would.  So a cancel costs amortised O(1), and a
+    lock held for hours by a stuck holder, with waiters timing out and retrying, does not grow
+    without bound.
 
-    @ivar readersBlocked: non-empty exactly when a reader arriving at a lock held by readers must
-        queue: the waiting writers under writer preference, every waiter in fair mode.
+    @ivar blockers: the waiters that a reader arriving at a lock held by readers queues behind:
+        the waiting writers under writer preference, every waiter in fair mode.  Non-empty
+        exactly when someone waits whom the last reader's leaving may let in.
     """
 
-    __slots__ = ("_dead", "readersBlocked")
+    __slots__ = ("_dead", "blockers")
 
     def __init__(self) -> None:
-        self.readersBlocked: deque[Deferred[Any]] = deque()
+        self.blockers: deque[Deferred[Any]] = deque()
         self._dead = 0
 
     @abstractmethod
@@ -82,11 +84,13 @@ class _Waiters(ABC):
         @return: whether the next waiter to serve is a writer; L{None} if nobody waits.
         """
 
-    @abstractmethod
     def popNext(self) -> Deferred[Any]:
         """
         Remove and return the next waiter to serve, which must exist.
         """
+        d = self._popHead(self._nextQueue())
+        self._compactIfMostlyDead(None)
+        return d
 
     @abstractmethod
     def counts(self) -> tuple[int, int]:
@@ -110,12 +114,22 @@ class _Waiters(ABC):
         for queue in self._queues():
             if queue and queue[0] is d:
                 self._popHead(queue)
+                self._compactIfMostlyDead(None)
                 return True
         # Not at a head: it stays queued, known by its fired Deferred once it gets there.
         self._dead += 1
-        if self._dead * 2 > sum(map(len, self._queues())):
-            self._compact(d)
+        self._compactIfMostlyDead(d)
         return False
+
+    def _compactIfMostlyDead(self, cancelling: Deferred[Any] | None) -> None:
+        if self._dead and self._dead * 2 > sum(map(len, self._queues())):
+            self._compact(cancelling)
+
+    @abstractmethod
+    def _nextQueue(self) -> deque[Deferred[Any]]:
+        """
+        @return: the queue whose head is the next waiter to serve.
+        """
 
     @abstractmethod
     def _popHead(self, queue: deque[Deferred[Any]]) -> Deferred[Any]:
@@ -124,7 +138,7 @@ class _Waiters(ABC):
         """
 
     @abstractmethod
-    def _compact(self, cancelling: Deferred[Any]) -> None:
+    def _compact(self, cancelling: Deferred[Any] | None) -> None:
         """
         Drop every cancelled waiter, and C{cancelling}, whose Deferred is not fired yet.
         """
@@ -138,33 +152,34 @@ class _WriterPreferring(_Waiters):
     __slots__ = ("_readers",)
 
     def __init__(self) -> None:
-        super().__init__()  # readersBlocked holds the writers
+        super().__init__()  # blockers holds the writers
         self._readers: deque[Deferred[Any]] = deque()
 
     def append(self, d: Deferred[Any], writer: bool) -> None:
-        (self.readersBlocked if writer else self._readers).append(d)
+        (self.blockers if writer else self._readers).append(d)
 
     def nextIsWriter(self) -> bool | None:
-        if self.readersBlocked:
+        if self.blockers:
             return True
         return False if self._readers else None
 
-    def popNext(self) -> Deferred[Any]:
-        return self._popHead(self.readersBlocked or self._readers)
+    def _nextQueue(self) -> deque[Deferred[Any]]:
+        return self.blockers or self._readers
 
     def counts(self) -> tuple[int, int]:
-        return _live(self._readers), _live(self.readersBlocked)
+        return _live(self._readers), _live(self.blockers)
 
     def _queues(self) -> tuple[deque[Deferred[Any]], ...]:
-        return self.readersBlocked, self._readers
+        return self.blockers, self._readers
 
     def _popHead(self, queue: deque[Deferred[Any]]) -> Deferred[Any]:
         d = queue.popleft()
         while queue and queue[0].called:
             queue.popleft()
+            self._dead -= 1
         return d
 
-    def _compact(self, cancelling: Deferred[Any]) -> None:
+    def _compact(self, cancelling: Deferred[Any] | None) -> None:
         for queue in self._queues():
             live = [d for d in queue if not d.called and d is not cancelling]
             queue.clear()
@@ -180,29 +195,29 @@ class _Fair(_Waiters):
     __slots__ = ("_writers",)
 
     def __init__(self) -> None:
-        super().__init__()  # readersBlocked holds every waiter
-        # Parallel to readersBlocked: whether each waiter is a writer.  Two deques of plain
+        super().__init__()  # blockers holds every waiter
+        # Parallel to blockers: whether each waiter is a writer.  Two deques of plain
         # references cost no allocation per waiter, where one deque of pairs would.
         self._writers: deque[bool] = deque()
 
     def append(self, d: Deferred[Any], writer: bool) -> None:
-        self.readersBlocked.append(d)
+        self.blockers.append(d)
         self._writers.append(writer)
 
     def nextIsWriter(self) -> bool | None:
         return self._writers[0] if self._writers else None
 
-    def popNext(self) -> Deferred[Any]:
-        return self._popHead(self.readersBlocked)
+    def _nextQueue(self) -> deque[Deferred[Any]]:
+        return self.blockers
 
     def counts(self) -> tuple[int, int]:
         writers = sum(
-            1 for d, w in zip(self.readersBlocked, self._writers, strict=True) if w and not d.called
+            1 for d, w in zip(self.blockers, self._writers, strict=True) if w and not d.called
         )
-        return _live(self.readersBlocked) - writers, writers
+        return _live(self.blockers) - writers, writers
 
     def _queues(self) -> tuple[deque[Deferred[Any]], ...]:
-        return (self.readersBlocked,)
+        return (self.blockers,)
 
     def _popHead(self, queue: deque[Deferred[Any]]) -> Deferred[Any]:
         self._writers.popleft()
@@ -210,15 +225,16 @@ class _Fair(_Waiters):
         while queue and queue[0].called:
             queue.popleft()
             self._writers.popleft()
+            self._dead -= 1
         return d
 
-    def _compact(self, cancelling: Deferred[Any]) -> None:
+    def _compact(self, cancelling: Deferred[Any] | None) -> None:
         live = [
             (d, w)
-            for d, w in zip(self.readersBlocked, self._writers, strict=True)
+            for d, w in zip(self.blockers, self._writers, strict=True)
             if not d.called and d is not cancelling
         ]
-        self.readersBlocked.clear()
+        self.blockers.clear()
         self._writers.clear()
         for d, w in live:
             self.append(d, w)
@@ -272,13 +288,15 @@ class TxReadersWriterLock:
     Under writer preference W2 overtakes R2, who came first; in fair mode it does not.
 
     B{Cancellation.}  C{cancel()} on a waiting acquire (directly, by C{addTimeout}, or by
-    cancelling an C{inlineCallbacks} or coroutine waiting on it) errbacks it with
-    L{CancelledError<twisted.internet.defer.CancelledError>} and removes the waiter; whoever can
-    go then goes (readers queued behind a cancelled writer go in unless another writer is ahead
-    of them).  Cancelling an acquire whose Deferred has fired does nothing: its caller holds the
-    lock.  An acquire whose Deferred ends in C{CancelledError} never holds the lock, even one
-    cancelled after its grant but before its Deferred fired (by the callback of a reader
-    admitted in the same batch): the cancel takes its grant back at once.
+    cancelling an C{inlineCallbacks} or coroutine waiting on it) removes the waiter, lets in
+    whoever can go then (readers queued behind a cancelled writer go in, unless another writer
+    waits under writer preference, or is ahead of them in fair mode), and only then errbacks the
+    acquire with L{CancelledError<twisted.internet.defer.CancelledError>}.  Cancelling an
+    acquire whose Deferred has fired does nothing to the lock: its caller holds it, and must
+    release it even if a Deferred chained to the acquire is cancelled (L{LockSide.run} and
+    C{async with} do).  An acquire whose Deferred ends in C{CancelledError} never holds the
+    lock, even one cancelled after its grant but before its Deferred fired (by the callback of
+    a reader admitted in the same batch): the cancel takes its grant back at once.
 
     B{Misuse.}  Releasing a side that is not held raises L{LockNotHeldError} and changes nothing.
 
@@ -296,13 +314,13 @@ class TxReadersWriterLock:
     #     _ready holds them in grant order, _granted maps each to whether it is a writer (so that a
     #     cancel finds it in O(1) to take its grant back).  _ready is non-empty exactly while the
     #     firing loop of _wake runs; it may also hold Deferreds whose grant was taken back.
-    #   - _readersBlocked is _waiters.readersBlocked: an alias that saves the uncontended reader
+    #   - _blockers is _waiters.blockers: an alias that saves the uncontended reader
     #     pair two attribute look-ups, 1 to 4% of its time (measured on a shared machine).
     __slots__ = (
         "__weakref__",
+        "_blockers",
         "_granted",
         "_readers",
-        "_readersBlocked",
         "_ready",
         "_waiters",
         "_writing",
@@ -317,7 +335,7 @@ class TxReadersWriterLock:
         self._readers = 0
         self._writing = False
         self._waiters: _Waiters = _Fair() if fair else _WriterPreferring()
-        self._readersBlocked = self._waiters.readersBlocked
+        self._blockers = self._waiters.blockers
         self._ready: deque[Deferred[Any]] = deque()
         self._granted: dict[Deferred[Any], bool] = {}
         self.reader = LockSide(self, writer=False)
@@ -354,7 +372,7 @@ class TxReadersWriterLock:
             to give up waiting.
         """
         # tryReaderAcquire, inlined: this is the hot path.
-        if not self._writing and not self._readersBlocked:
+        if not self._writing and not self._blockers:
             self._readers += 1
             return succeed(self)
         return self._wait(writer=False)
@@ -378,7 +396,7 @@ class TxReadersWriterLock:
 
         @return: whether the hold was taken.  Never queues.
         """
-        if self._writing or self._readersBlocked:
+        if self._writing or self._blockers:
             return False
         self._readers += 1
         return True
@@ -410,7 +428,7 @@ class TxReadersWriterLock:
             )
         self._readers = readers
         # Only the last reader's leaving can let anyone in, and only someone readers block.
-        if not readers and self._readersBlocked:
+        if not readers and self._blockers:
             self._wake()
         return succeed(None)
 

@@ -48,7 +48,8 @@ class TxTestCase(TestCase):
             return self._checkRaised(excType, msgPart, f, e)
         if isinstance(result, Deferred):
             outcome: list[object] = []
-            result.addBoth(outcome.append)  # also consumes a failure, which we report
+            if result.called:  # else leave it alone, for whoever fires it
+                result.addBoth(outcome.append)  # also consumes a failure, which we report
             if not outcome:
                 self.fail(
                     f"expected {_name(f)} to raise {excType.__name__}, but it returned a Deferred "
