@@ -5,7 +5,6 @@ Tests for the scripts in C{examples/}: their logic on a L{Clock}, and the demo o
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
 from io import StringIO
 from pathlib import Path
@@ -258,21 +257,6 @@ class DemoTests(TestCase):
         self.assertEqual(len(final), 1 + 8 + 1)  # ruler, 8 workers, check
         self.assertTrue(final[-1].endswith("=> OK"))
         self.assertEqual(clock.getDelayedCalls(), [])  # the redrawing stopped
-
-    def test_realReactor(self) -> None:
-        """
-        Run as a script on a real reactor, with short ticks, it passes its check and says so.
-        """
-        result = subprocess.run(
-            [sys.executable, str(EXAMPLES / "demo.py"), "--tick", "0.02", "--seed", "2"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        self.assertEqual(result.returncode, 0, result.stderr)
-        last = result.stdout.splitlines()[-1]
-        self.assertTrue(last.startswith("check: no writer overlapped anyone: yes"), last)
-        self.assertTrue(last.endswith("=> OK"), last)
 
 
 class CacheTests(TestCase):

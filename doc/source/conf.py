@@ -91,32 +91,25 @@ def _processDocstring(
     lines[:] = epytextToRest(lines)
 
 
-class IncludeIfExists(SphinxDirective):
+class IncludeRebased(SphinxDirective):
     """
-    C{.. include-if-exists:: path}: the file's text, as C{include} would put it; or, while the
-    file does not exist (another part of the project writes it), the directive's content.
+    C{.. include-rebased:: path}: the file's text, as C{include} would put it, with its relative
+    image paths made relative to the including page, where Sphinx looks for them.
     """
 
     required_arguments = 1
-    has_content = True
 
     def run(self) -> list[nodes.Node]:
         relative, path = self.env.relfn2path(self.arguments[0])
-        if Path(path).exists():
-            self.env.note_dependency(relative)
-            text = Path(path).read_text(encoding="utf-8")
-            # Sphinx finds images relative to the including page: make the file's own relative
-            # image paths so.
-            here = Path(self.env.doc2path(self.env.docname)).parent
-            there = Path(path).parent
+        self.env.note_dependency(relative)
+        here = Path(self.env.doc2path(self.env.docname)).parent
+        there = Path(path).parent
 
-            def rebase(match: re.Match[str]) -> str:
-                return match.group(1) + os.path.relpath(there / match.group(2), here)
+        def rebase(match: re.Match[str]) -> str:
+            return match.group(1) + os.path.relpath(there / match.group(2), here)
 
-            text = _IMAGE.sub(rebase, text)
-            self.state_machine.insert_input(text.splitlines(), path)
-        else:
-            self.state_machine.insert_input(list(self.content), self.get_source_info()[0])
+        text = _IMAGE.sub(rebase, Path(path).read_text(encoding="utf-8"))
+        self.state_machine.insert_input(text.splitlines(), path)
         return []
 
 
@@ -144,5 +137,5 @@ class TowncrierDraft(SphinxDirective):
 
 def setup(app: Sphinx) -> None:
     app.connect("autodoc-process-docstring", _processDocstring)
-    app.add_directive("include-if-exists", IncludeIfExists)
+    app.add_directive("include-rebased", IncludeRebased)
     app.add_directive("towncrier-draft", TowncrierDraft)
