@@ -258,19 +258,24 @@ def _timeAsyncWith(ctx: Context) -> dict[str, float]:
 # --- drains -----------------------------------------------------------------------------------
 
 
-def _drainOurs(fair: bool) -> _Prepare:
+def _drainRW(makeLock: Callable[[], Any]) -> _Prepare:
+    """
+    The drain of a readers/writer lock with txrwlock's API: ours, or txrwlock 1.1.4, whose
+    releases are Deferreds that can fail.
+    """
+
     def prepare(n: int) -> _Run:
-        lock = TxReadersWriterLock(fair=fair)
+        lock = makeLock()
         lock.writerAcquire()
         tally = _Tally()
 
-        def readerIn(lock: TxReadersWriterLock) -> None:
+        def readerIn(_: object) -> None:
             tally.served += 1
-            lock.readerRelease()
+            lock.readerRelease().addErrback(tally.fail)
 
-        def writerIn(lock: TxReadersWriterLock) -> None:
+        def writerIn(_: object) -> None:
             tally.served += 1
-            lock.writerRelease()
+            lock.writerRelease().addErrback(tally.fail)
 
         for i in range(n):
             if _isWriter(i):
@@ -286,6 +291,14 @@ def _drainOurs(fair: bool) -> _Prepare:
         return drain
 
     return prepare
+
+
+def _drainOurs(fair: bool) -> _Prepare:
+    return _drainRW(lambda: TxReadersWriterLock(fair=fair))
+
+
+def _drainOld(old: ModuleType) -> _Prepare:
+    return _drainRW(old.TxReadersWriterLock)
 
 
 def _drainDeferredLock(n: int) -> _Run:
@@ -328,36 +341,6 @@ def _drainFloor(n: int) -> _Run:
         return elapsed
 
     return drain
-
-
-def _drainOld(old: ModuleType) -> _Prepare:
-    def prepare(n: int) -> _Run:
-        lock = old.TxReadersWriterLock()
-        lock.writerAcquire()
-        tally = _Tally()
-
-        def readerIn(_: object) -> None:
-            tally.served += 1
-            lock.readerRelease().addErrback(tally.fail)
-
-        def writerIn(_: object) -> None:
-            tally.served += 1
-            lock.writerRelease().addErrback(tally.fail)
-
-        for i in range(n):
-            if _isWriter(i):
-                lock.writerAcquire().addCallback(writerIn).addErrback(tally.fail)
-            else:
-                lock.readerAcquire().addCallback(readerIn).addErrback(tally.fail)
-
-        def drain() -> float:
-            elapsed = _timed(lock.writerRelease)
-            tally.verdict(served=n)
-            return elapsed
-
-        return drain
-
-    return prepare
 
 
 def _drainAio(n: int) -> _Run:
