@@ -100,22 +100,26 @@ class ImportTests(TxTestCase):
 
 class CommandEncodingTests(TxTestCase):
     """
-    The command connection builds its commands faster than txredisapi, into the same bytes.
+    The commands of a lock, encoded once in part, are those txredisapi would build.
     """
 
     def test_sameBytes(self) -> None:
         """
-        Arguments of every type txredisapi encodes come out as it would have them.
+        A lock's command is the C{EVALSHA} of the script on its keys and arguments, as
+        txredisapi encodes it; the command connection sends it as it is.
         """
-        from txrwlock.redis import _txredisapi
+        from txrwlock.redis import _SHA, RedisLocks, _Subscriptions, _txredisapi
 
-        ours, theirs = _txredisapi().CommandProtocol(), txredisapi.RedisProtocol()
-        for args in [
-            ("EVALSHA", "f" * 40, 2, b"key:1", b"key:2", b"w", "id:7"),
-            ("SET", "caf\u00e9", 1.5, bytearray(b"raw"), -3),
-            ("PING",),
-        ]:
-            self.assertEqual(ours._build_command(*args), theirs._build_command(*args))
+        locks = RedisLocks(reactor, None, None, _Subscriptions(3))
+        lock = locks.lock("caf\u00e9", lease=1.5)
+        tag = "txrwlock:{3:caf\u00e9}"
+        keys = [f"{tag}:{letter}" for letter in "hwqpnr"]
+        theirs = txredisapi.RedisProtocol()
+        for op, ids in [(b"s", ()), (b"w", ("id:7",)), (b"n", ("a:1", "b:22", "c:333"))]:
+            command = lock._command(op, *ids)
+            expected = theirs._build_command("EVALSHA", _SHA, 6, *keys, tag, 1500, op, *ids)
+            self.assertEqual(command, expected)
+            self.assertIs(_txredisapi().CommandProtocol()._build_command(command), command)
 
 
 class _Worker(ProcessProtocol):
@@ -356,6 +360,53 @@ class ClientsTests(_RedisTestCase):
             self.assertEqual(await self.settle(b), LockStatistics(0, False, 0, 0))
             self.assertTrue(await b.tryWriterAcquire())
             await b.writerRelease()
+
+    @_deferred
+    async def test_cancelDuringReload(self) -> None:
+        """
+        An acquire cancelled while the script is being loaded again (Redis lost it) holds
+        nothing, though its removal runs before the try it cancels.
+        """
+        locks = await self.connect()
+        a, (b,) = locks.lock("x"), await self.clients(1, "x")
+        load = locks._loadScript
+        acquiring: list[Deferred[Any]] = []
+
+        def loadAndCancel() -> Deferred[None]:
+            loaded = load()
+            acquiring[-1].cancel()  # the removal goes now, the try once the script is back
+            return loaded
+
+        for acquire in (a.writerAcquire, a.readerAcquire):
+            self.server.command("SCRIPT", "FLUSH")
+            locks._loadScript = loadAndCancel  # type: ignore[method-assign]
+            acquiring.append(acquire())
+            failure = await acquiring[-1].addErrback(lambda f: f.value)
+            del locks._loadScript
+            self.assertIsInstance(failure, CancelledError)
+            self.assertEqual(await self.settle(b), LockStatistics(0, False, 0, 0))
+
+    @_deferred
+    async def test_grantRepeated(self) -> None:
+        """
+        A try that Redis granted but whose reply was lost (the connection dropped) is granted
+        again when retried, though a writer has queued since; a writer gets its token again.
+        """
+        a, b = await self.clients(2)
+        locks = a._locks
+
+        async def run(op: bytes, holdId: str) -> int:
+            return int((await locks._run(a._command(op, holdId)))[1])
+
+        self.assertGreater(await run(b"r", "lost:1"), 0)
+        writing = b.writerAcquire()
+        await self.settle(a)
+        self.assertEqual(await run(b"r", "lost:1"), 1)
+        self.assertEqual(await run(b"x", "lost:1"), 1)
+        await _bounded(writing)
+        token = b.fencingToken
+        self.assertEqual(await run(b"w", b._writerId() or ""), token)
+        await b.writerRelease()
 
     @_deferred
     async def test_downgrade(self) -> None:
@@ -629,6 +680,44 @@ class ClientsTests(_RedisTestCase):
         )
 
     @_deferred
+    async def test_disconnectDuringTry(self) -> None:
+        """
+        A try-acquire in flight when its L{RedisLocks} disconnects fails as the waiters do, and
+        what Redis granted it is given up.
+        """
+        (other,) = await self.clients(1, "x")
+        for tryAcquire in ("tryWriterAcquire", "tryReaderAcquire"):
+            locks = await connect("127.0.0.1", self.server.port)
+            lock = locks.lock("x")
+            trying = getattr(lock, tryAcquire)()
+            await locks.disconnect()
+            self.assertIn("disconnected", str(await trying.addErrback(lambda f: f.value)))
+            self.assertEqual((lock.isReading, lock.isWriting), (False, False))
+            self.assertEqual(await other.statistics(), LockStatistics(0, False, 0, 0))
+
+    @_deferred
+    async def test_disconnectWhileRedisAway(self) -> None:
+        """
+        Disconnecting while Redis is frozen, or gone, does not wait for it: the holds and places
+        that could not be given up run out with their leases.
+        """
+        for away in ("frozen", "gone"):
+            locks = await connect("127.0.0.1", self.server.port)
+            held, waiting = locks.lock("x"), locks.lock("x")
+            await held.writerAcquire()
+            writing = waiting.writerAcquire()
+            await self.settle(held)
+            if away == "frozen":
+                self.server.pause()
+            else:
+                self.server.stop(signal.SIGKILL)
+            await _bounded(locks.disconnect())
+            self.assertFalse(held.isWriting)
+            self.assertIn("disconnected", str(await writing.addErrback(lambda f: f.value)))
+            self.server.stop()
+            self.server.start()
+
+    @_deferred
     async def test_cancelWaitingReader(self) -> None:
         """
         A cancelled waiting reader is gone: it is not counted, and not granted later.
@@ -693,6 +782,18 @@ class ClientsTests(_RedisTestCase):
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         await self.assertInlineCbRaises(LockLostError, quiet.readerRelease)
         await self.assertInlineCbRaises(LockLostError, noisy.writerRelease)
+
+    @_deferred
+    async def test_strayWriterKey(self) -> None:
+        """
+        The writer's key, left behind by a hold that vanished from Redis (deleted by hand),
+        keeps no one out.
+        """
+        a, b = await self.clients(2, "x")
+        await a.writerAcquire()
+        self.server.command("DEL", "txrwlock:{0:x}:h")
+        await _bounded(b.readerAcquire())
+        await b.readerRelease()
 
     @_deferred
     async def test_placeLost(self) -> None:
