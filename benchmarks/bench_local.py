@@ -407,9 +407,13 @@ def _cancelAll(
     return cancel
 
 
-def _cancelOurs(fair: bool) -> _Prepare:
+def _cancelRW(makeLock: Callable[[], Any]) -> _Prepare:
+    """
+    The cancellation of waiters on a readers/writer lock with txrwlock's API: ours, or 1.1.4.
+    """
+
     def prepare(n: int) -> _Run:
-        lock = TxReadersWriterLock(fair=fair)
+        lock = makeLock()
         lock.writerAcquire()
         return _cancelAll(
             n,
@@ -419,6 +423,14 @@ def _cancelOurs(fair: bool) -> _Prepare:
         )
 
     return prepare
+
+
+def _cancelOurs(fair: bool) -> _Prepare:
+    return _cancelRW(lambda: TxReadersWriterLock(fair=fair))
+
+
+def _cancelOld(old: ModuleType) -> _Prepare:
+    return _cancelRW(old.TxReadersWriterLock)
 
 
 def _cancelDeferredLock(n: int) -> _Run:
@@ -429,20 +441,6 @@ def _cancelDeferredLock(n: int) -> _Run:
 
 def _cancelFloor(n: int) -> _Run:
     return _cancelAll(n, lambda i: Deferred(), _Tally(), HeapClock())
-
-
-def _cancelOld(old: ModuleType) -> _Prepare:
-    def prepare(n: int) -> _Run:
-        lock = old.TxReadersWriterLock()
-        lock.writerAcquire()
-        return _cancelAll(
-            n,
-            lambda i: lock.writerAcquire() if _isWriter(i) else lock.readerAcquire(),
-            _Tally(),
-            HeapClock(),
-        )
-
-    return prepare
 
 
 # --- series -----------------------------------------------------------------------------------
