@@ -71,6 +71,16 @@ async def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
         await _sleep(0.02)
 
 
+def _info(server: RedisServer, field: str) -> int:
+    """
+    @return: the integer C{field} of the server's C{INFO}.
+    """
+    info = server.command("INFO").decode()
+    return int(
+        next(line for line in info.splitlines() if line.startswith(f"{field}:"))[len(field) + 1 :]
+    )
+
+
 def _bounded(d: Deferred[Any], seconds: float = 10.0) -> Deferred[Any]:
     """
     C{d}, failing with L{defer.TimeoutError} if it has not fired within C{seconds}.
@@ -115,7 +125,10 @@ class CommandEncodingTests(TxTestCase):
         tag = "txrwlock:{3:caf\u00e9}"
         keys = [f"{tag}:{letter}" for letter in "hwqpnr"]
         theirs = txredisapi.RedisProtocol()
-        for op, ids in [(b"s", ()), (b"w", ("id:7",)), (b"n", ("a:1", "b:22", "c:333"))]:
+        cases: list[tuple[bytes, tuple[str, ...]]]
+        cases = [(op, ("id:7",)) for op in (b"r", b"w", b"t", b"x", b"y", b"d", b"n")]
+        cases += [(b"s", ()), (b"n", ("a:1", "b:22", "c:333"))]
+        for op, ids in cases:
             command = lock._command(op, *ids)
             expected = theirs._build_command("EVALSHA", _SHA, 6, *keys, tag, 1500, op, *ids)
             self.assertEqual(command, expected)
@@ -396,7 +409,7 @@ class ClientsTests(_RedisTestCase):
         locks = a._locks
 
         async def run(op: bytes, holdId: str) -> int:
-            return int((await locks._run(a._command(op, holdId)))[1])
+            return int(await locks._run(a._command(op, holdId), lambda reply, sent: reply))
 
         self.assertGreater(await run(b"r", "lost:1"), 0)
         writing = b.writerAcquire()
@@ -405,7 +418,12 @@ class ClientsTests(_RedisTestCase):
         self.assertEqual(await run(b"x", "lost:1"), 1)
         await _bounded(writing)
         token = b.fencingToken
+        deadline = ("HGET", "txrwlock:{0:inventory}:w", "deadline")
+        before = int(self.server.command(*deadline))
+        await _sleep(0.01)
         self.assertEqual(await run(b"w", b._writerId() or ""), token)
+        # Granted again with a new lease: the client counts one from its new try.
+        self.assertGreater(int(self.server.command(*deadline)), before)
         await b.writerRelease()
 
     @_deferred
@@ -777,23 +795,56 @@ class ClientsTests(_RedisTestCase):
         noisy = locks.lock("noisy", lease=0.3, lost=broken)
         await quiet.readerAcquire()
         await noisy.writerAcquire()
-        self.server.command("DEL", "txrwlock:{0:quiet}:h", "txrwlock:{0:noisy}:h")
+        self.server.command("DEL", "txrwlock:{0:quiet}:h", "txrwlock:{0:noisy}:w")
         await _until(lambda: not quiet.isReading and not noisy.isWriting)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         await self.assertInlineCbRaises(LockLostError, quiet.readerRelease)
         await self.assertInlineCbRaises(LockLostError, noisy.writerRelease)
 
     @_deferred
+    async def test_lateWriterRelease(self) -> None:
+        """
+        A writer whose hold ran out in Redis (its key deleted here) and went to another writer
+        fails its release with L{LockLostError}, and leaves the other's hold alone.
+        """
+        a, b, c = await self.clients(3, "x")
+        await a.writerAcquire()
+        self.server.command("DEL", "txrwlock:{0:x}:w")
+        await _bounded(b.writerAcquire())
+        await self.assertInlineCbRaisesWithMsg(LockLostError, "was lost", a.writerRelease)
+        self.assertFalse(await c.tryReaderAcquire())
+        self.assertTrue((await c.statistics()).writing)
+        await b.writerRelease()
+        self.assertTrue(await c.tryReaderAcquire())
+        await c.readerRelease()
+
+    @_deferred
+    async def test_expiredWriterFoundByNewcomer(self) -> None:
+        """
+        A write hold whose lease ran out unreleased (its deadline moved back here) is dropped by
+        the next acquire that meets it, which tells the waiting readers at once: they do not
+        wait for the timer set from the lease they saw.
+        """
+        a, b, c = await self.clients(3, "x")
+        await a.writerAcquire()
+        reading = b.readerAcquire()
+        await self.settle(b)
+        self.server.command("HSET", "txrwlock:{0:x}:w", "deadline", "1")
+        await _bounded(c.readerAcquire(), 5)
+        await _bounded(reading, 5)
+
+    @_deferred
     async def test_strayWriterKey(self) -> None:
         """
-        The writer's key, left behind by a hold that vanished from Redis (deleted by hand),
-        keeps no one out.
+        A writer key that does not read as a hold (set by hand: no deadline) keeps no one out.
         """
-        a, b = await self.clients(2, "x")
-        await a.writerAcquire()
-        self.server.command("DEL", "txrwlock:{0:x}:h")
-        await _bounded(b.readerAcquire())
-        await b.readerRelease()
+        (a,) = await self.clients(1, "x")
+        self.server.command("HSET", "txrwlock:{0:x}:w", "id", "stray")
+        await _bounded(a.readerAcquire(), 5)
+        await a.readerRelease()
+        self.server.command("HSET", "txrwlock:{0:x}:w", "id", "stray")
+        await _bounded(a.writerAcquire(), 5)
+        await a.writerRelease()
 
     @_deferred
     async def test_placeLost(self) -> None:
@@ -880,6 +931,31 @@ class PasswordTests(_RedisTestCase):
         await self.assertInlineCbRaisesWithMsg(
             ValueError, "could not auth", connect, "127.0.0.1", self.server.port, password="no"
         )
+
+
+class EvictionTests(_RedisTestCase):
+    """
+    Redis full, under a C{volatile-*} policy: it evicts keys with an expiry, and no key of a
+    lock has one.
+    """
+
+    options = ("--maxmemory", "4mb", "--maxmemory-policy", "volatile-ttl")
+
+    @_deferred
+    async def test_holdsNotEvicted(self) -> None:
+        """
+        When Redis evicts to make room, a write hold stays: nobody else gets in.
+        """
+        a, b = await self.clients(2, "x")
+        await a.writerAcquire()
+        # Few keys with an expiry, so that each eviction weighs them all.
+        fill = "redis.call('SET', KEYS[1], ('v'):rep(1500000), 'EX', 3600)"
+        for i in range(4):
+            self.server.command("EVAL", fill, "1", f"cache:{i}")
+        self.assertFalse(await b.tryWriterAcquire())
+        self.assertGreater(_info(self.server, "evicted_keys"), 0)
+        self.assertTrue((await b.statistics()).writing)
+        await a.writerRelease()
 
 
 class RestartTests(_RedisTestCase):
@@ -987,20 +1063,22 @@ class ProcessesTests(_RedisTestCase):
     async def test_killedHolder(self) -> None:
         """
         When a holder is killed (SIGKILL: it releases nothing), the waiters get the lock within
-        one lease and a second.
+        its lease and a second, though their own leases are longer.
         """
         lease = 1.0
-        holder = self.spawn("hold", "x", lease, 3600)
-        await _bounded(holder.line("HOLDING"), 30)
-        (lock,) = await self.clients(1, "x", lease=lease)
-        waiting = lock.writerAcquire()
-        await self.settle(lock)
-        self.assertFalse(waiting.called)
-        start = reactor.seconds()
-        os.kill(holder.transport.pid, signal.SIGKILL)  # type: ignore[union-attr]
-        await _bounded(waiting, 30)
-        self.assertLess(reactor.seconds() - start, lease + 1.0)
-        await lock.writerRelease()
+        for writer in (True, False):
+            holder = self.spawn("hold", "x", lease, 3600)
+            await _bounded(holder.line("HOLDING"), 30)
+            (lock,) = await self.clients(1, "x", lease=30.0)
+            side = lock.writer if writer else lock.reader
+            waiting = side.acquire()
+            await self.settle(lock)
+            self.assertFalse(waiting.called)
+            start = reactor.seconds()
+            os.kill(holder.transport.pid, signal.SIGKILL)  # type: ignore[union-attr]
+            await _bounded(waiting, 30)
+            self.assertLess(reactor.seconds() - start, lease + 1.0)
+            await side.release()
 
     @_deferred
     async def test_watchdogAcrossProcesses(self) -> None:
