@@ -20,13 +20,13 @@ imports the global reactor, and importing this module must not.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from functools import cache
 from hashlib import sha1
 from inspect import isawaitable
 from itertools import count
 from types import SimpleNamespace, TracebackType
-from typing import Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, cast
 from uuid import uuid4
 
 from twisted.internet.defer import (
@@ -41,7 +41,7 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txrwlock.txrwlock import LockNotHeldError, LockStatistics
+from txrwlock.txrwlock import LockNotHeldError, LockStatistics, _Side
 
 __all__ = ["LockLostError", "RedisLockSide", "RedisLocks", "RedisReadersWriterLock", "connect"]
 
@@ -1116,25 +1116,15 @@ class RedisReadersWriterLock:
         return removals
 
 
-class RedisLockSide:
+class RedisLockSide(_Side[RedisReadersWriterLock]):
     """
     One side, reader or writer, of a L{RedisReadersWriterLock}: C{lock.reader} or
     C{lock.writer}, as L{LockSide<txrwlock.LockSide>} of the local lock, with C{async with} and
-    L{run}; the release waits for Redis.
+    L{run}; the release waits for Redis.  So L{run}'s Deferred fires once the release is done,
+    and fails with L{LockLostError} if C{f} succeeded but the hold was lost meanwhile.
     """
 
-    __slots__ = ("_lock", "_writer")
-
-    def __init__(self, lock: RedisReadersWriterLock, writer: bool) -> None:
-        self._lock = lock
-        self._writer = writer
-
-    @property
-    def locked(self) -> bool:
-        """
-        Whether this side is held by the lock object: C{lock.isWriting} or C{lock.isReading}.
-        """
-        return self._lock.isWriting if self._writer else self._lock.isReading
+    __slots__ = ()
 
     def acquire(self) -> Deferred[RedisReadersWriterLock]:
         """
@@ -1156,36 +1146,12 @@ class RedisLockSide:
         """
         return self._lock._release(self._writer)
 
-    @overload
-    def run(
-        self, f: Callable[_P, Deferred[_T]], *args: _P.args, **kwargs: _P.kwargs
-    ) -> Deferred[_T]: ...
-
-    @overload
-    def run(
-        self, f: Callable[_P, Coroutine[Any, Any, _T]], *args: _P.args, **kwargs: _P.kwargs
-    ) -> Deferred[_T]: ...
-
-    @overload
-    def run(self, f: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]: ...
-
-    def run(self, f: Callable[_P, Any], *args: _P.args, **kwargs: _P.kwargs) -> Deferred[Any]:
-        """
-        Acquire this side, call C{f(*args, **kwargs)}, and release once its result (a value, a
-        L{Deferred} or a coroutine) is done, in success or failure.
-
-        @return: a L{Deferred} of C{f}'s result, fired once the release is done; it fails with
-            L{LockLostError} if C{f} succeeded but the hold was lost meanwhile.
-        """
-
-        def call(_: object) -> Deferred[Any]:
-            d: Deferred[Any] = Deferred.fromCoroutine(self._call(f, args, kwargs))
-            return d.addBoth(self._releaseAndPass)
-
-        return self.acquire().addCallback(call)
+    def _call(self, f: Callable[..., Any], args: Any, kwargs: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred.fromCoroutine(self._result(f, args, kwargs))
+        return d.addBoth(self._releaseAndPass)
 
     @staticmethod
-    async def _call(f: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    async def _result(f: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         result = f(*args, **kwargs)
         if isawaitable(result):
             result = await result
@@ -1198,9 +1164,6 @@ class RedisLockSide:
             released.addErrback(lambda f: _log.failure("release in run()", f))
         return released.addCallback(lambda _: result)
 
-    def __aenter__(self) -> Deferred[RedisReadersWriterLock]:
-        return self.acquire()
-
     def __aexit__(
         self,
         excType: type[BaseException] | None,
@@ -1211,6 +1174,3 @@ class RedisLockSide:
         if excValue is not None:
             released.addErrback(lambda f: _log.failure("release in async with", f))
         return released.addCallback(lambda _: False)
-
-    def __repr__(self) -> str:
-        return f"<{'writer' if self._writer else 'reader'} side of {self._lock!r}>"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from inspect import iscoroutine
 from types import TracebackType
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 
@@ -547,35 +547,35 @@ class TxReadersWriterLock:
                 ready.popleft()
 
 
-class LockSide(Generic[_Lock]):
+class _Held(Protocol):
     """
-    One side, reader or writer, of a L{TxReadersWriterLock}: C{lock.reader} or C{lock.writer}.
-
-    A side is an asynchronous context manager (C{async with lock.reader:}) and offers L{run},
-    as L{DeferredLock<twisted.internet.defer.DeferredLock>} does.
-
-    @ivar acquire: acquire this side: L{TxReadersWriterLock.readerAcquire} or
-        L{TxReadersWriterLock.writerAcquire}.
-    @ivar release: release this side: L{TxReadersWriterLock.readerRelease} or
-        L{TxReadersWriterLock.writerRelease}.
-    @ivar tryAcquire: take this side if that needs no waiting:
-        L{TxReadersWriterLock.tryReaderAcquire} or L{TxReadersWriterLock.tryWriterAcquire}.
+    What a side reads of its lock: the local lock, or the Redis one of L{txrwlock.redis}.
     """
 
-    __slots__ = ("_lock", "_writer", "acquire", "release", "tryAcquire")
+    @property
+    def isReading(self) -> bool: ...
 
-    def __init__(self, lock: _Lock, writer: bool) -> None:
+    @property
+    def isWriting(self) -> bool: ...
+
+
+_HeldLock = TypeVar("_HeldLock", bound=_Held)
+
+
+class _Side(ABC, Generic[_HeldLock]):
+    """
+    A side, reader or writer, of a local or a Redis lock: an asynchronous context manager and
+    L{run}, over the side's C{acquire} and C{release}.
+    """
+
+    __slots__ = ("_lock", "_writer")
+
+    acquire: Callable[[], Deferred[_HeldLock]]
+    release: Callable[[], Deferred[None]]
+
+    def __init__(self, lock: _HeldLock, writer: bool) -> None:
         self._lock = lock
         self._writer = writer
-        self.acquire: Callable[[], Deferred[_Lock]]
-        self.release: Callable[[], Deferred[None]]
-        self.tryAcquire: Callable[[], bool]
-        if writer:
-            self.acquire, self.release = lock.writerAcquire, lock.writerRelease
-            self.tryAcquire = lock.tryWriterAcquire
-        else:
-            self.acquire, self.release = lock.readerAcquire, lock.readerRelease
-            self.tryAcquire = lock.tryReaderAcquire
 
     @property
     def locked(self) -> bool:
@@ -608,28 +608,66 @@ class LockSide(Generic[_Lock]):
         @return: a L{Deferred} of C{f}'s result.  Cancelling it while it waits for the lock gives
             up the acquire; cancelling it later cancels C{f}'s Deferred.
         """
+        return self.acquire().addCallback(lambda _: self._call(f, args, kwargs))
 
-        def call(_: object) -> Any:
-            try:
-                result = f(*args, **kwargs)
-            except BaseException:
-                self.release()
-                raise
-            if iscoroutine(result):
-                result = ensureDeferred(result)
-            if isinstance(result, Deferred):
-                return result.addBoth(self._releaseAndPass)
+    @abstractmethod
+    def _call(self, f: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        """
+        Call C{f} while this side is held, for L{run}, and release once its result is done.
+
+        @return: C{f}'s result, or a L{Deferred} of it.
+        """
+
+    def __aenter__(self) -> Deferred[_HeldLock]:
+        return self.acquire()
+
+    def __repr__(self) -> str:
+        return f"<{'writer' if self._writer else 'reader'} side of {self._lock!r}>"
+
+
+class LockSide(_Side[_Lock]):
+    """
+    One side, reader or writer, of a L{TxReadersWriterLock}: C{lock.reader} or C{lock.writer}.
+
+    A side is an asynchronous context manager (C{async with lock.reader:}) and offers L{run},
+    as L{DeferredLock<twisted.internet.defer.DeferredLock>} does.
+
+    @ivar acquire: acquire this side: L{TxReadersWriterLock.readerAcquire} or
+        L{TxReadersWriterLock.writerAcquire}.
+    @ivar release: release this side: L{TxReadersWriterLock.readerRelease} or
+        L{TxReadersWriterLock.writerRelease}.
+    @ivar tryAcquire: take this side if that needs no waiting:
+        L{TxReadersWriterLock.tryReaderAcquire} or L{TxReadersWriterLock.tryWriterAcquire}.
+    """
+
+    __slots__ = ("acquire", "release", "tryAcquire")
+
+    def __init__(self, lock: _Lock, writer: bool) -> None:
+        super().__init__(lock, writer)
+        self.tryAcquire: Callable[[], bool]
+        if writer:
+            self.acquire, self.release = lock.writerAcquire, lock.writerRelease
+            self.tryAcquire = lock.tryWriterAcquire
+        else:
+            self.acquire, self.release = lock.readerAcquire, lock.readerRelease
+            self.tryAcquire = lock.tryReaderAcquire
+
+    def _call(self, f: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        try:
+            result = f(*args, **kwargs)
+        except BaseException:
             self.release()
-            return result
-
-        return self.acquire().addCallback(call)
+            raise
+        if iscoroutine(result):
+            result = ensureDeferred(result)
+        if isinstance(result, Deferred):
+            return result.addBoth(self._releaseAndPass)
+        self.release()
+        return result
 
     def _releaseAndPass(self, result: _T) -> _T:
         self.release()
         return result
-
-    def __aenter__(self) -> Deferred[_Lock]:
-        return self.acquire()
 
     def __aexit__(
         self,
@@ -639,6 +677,3 @@ class LockSide(Generic[_Lock]):
     ) -> Deferred[None]:
         # The release's Deferred fires with None: false, so an exception goes on.
         return self.release()
-
-    def __repr__(self) -> str:
-        return f"<{'writer' if self._writer else 'reader'} side of {self._lock!r}>"
