@@ -482,6 +482,50 @@ class _BothPolicies(_Base):
         self.assertEqual(log, ["W1", "W2", "R4"])
         self.assertStatistics(lock, readers=1)
 
+    def test_waiterFiredByCaller(self) -> None:
+        """
+        A waiter whose Deferred its caller fires (a misuse) is no longer counted, and gets nothing
+        when its turn comes, at the head of a queue or behind it: the lock goes on to the next.
+        """
+        lock = self.makeLock()
+        log: list[str] = []
+        _acquire(lock, "W0", log)
+        head = lock.writerAcquire()
+        _acquire(lock, "W1", log)
+        behind = lock.writerAcquire()
+        _acquire(lock, "R1", log)
+        head.callback(lock)
+        behind.callback(lock)
+        self.assertStatistics(lock, writing=True, readersWaiting=1, writersWaiting=1)
+        _release(lock, "W0")
+        self.assertEqual(log, ["W0", "W1"])
+        _release(lock, "W1")
+        self.assertEqual(log, ["W0", "W1", "R1"])
+        _release(lock, "R1")
+        self.assertStatistics(lock)
+
+    def test_grantedWaiterFiredByCaller(self) -> None:
+        """
+        A reader granted in a batch, whose Deferred the callback of an earlier reader fires before
+        the lock does (a misuse), holds nothing: its grant is taken back.
+        """
+        lock = self.makeLock()
+        log: list[str] = []
+        _acquire(lock, "W", log)
+        r1 = _acquire(lock, "R1", log)
+        r2 = lock.readerAcquire()
+
+        def fireR2(held: TxReadersWriterLock) -> TxReadersWriterLock:
+            r2.callback(held)
+            return held
+
+        r1.addCallback(fireR2)
+        _release(lock, "W")
+        self.assertStatistics(lock, readers=1)
+        _release(lock, "R1")
+        self.assertStatistics(lock)
+        self.assertRaises(LockNotHeldError, lock.readerRelease)
+
     def test_massCancellation(self) -> None:
         """
         Cancelling most waiters, heads and middles (enough for the lock to compact its queues

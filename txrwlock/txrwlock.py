@@ -59,7 +59,8 @@ class _Waiters(ABC):
     the head of each queue is live; the dead never outnumber the live, since the queues are
     compacted (one linear pass) whenever they would.  So a cancel costs amortised O(1), and a
     lock held for hours by a stuck holder, with waiters timing out and retrying, does not grow
-    without bound.
+    without bound.  (A waiter whose Deferred its caller fired, a misuse, is skipped as dead
+    though never counted: the count then runs low, which only delays a compaction.)
 
     @ivar blockers: the waiters that a reader arriving at a lock held by readers queues behind:
         the waiting writers under writer preference, every waiter in fair mode.  Non-empty
@@ -494,15 +495,18 @@ class TxReadersWriterLock:
 
     def _cancel(self, d: Deferred[Any]) -> None:
         writer = self._granted.pop(d, None)
-        if writer is not None:  # granted, not yet fired: take the grant back
-            if writer:
-                self._writing = False
-            else:
-                self._readers -= 1
-            self._wake()
+        if writer is not None:  # granted, not yet fired
+            self._takeBack(writer)
         elif self._waiters.discard(d):
             self._wake()
         # Deferred.cancel now errbacks d with CancelledError: it never held the lock.
+
+    def _takeBack(self, writer: bool) -> None:
+        if writer:
+            self._writing = False
+        else:
+            self._readers -= 1
+        self._wake()
 
     def _grant(self) -> None:
         """
@@ -515,11 +519,13 @@ class TxReadersWriterLock:
             writer = waiters.nextIsWriter()
             if writer is None or (writer and self._readers):
                 return
+            d = waiters.popNext()
+            if d.called:
+                continue  # fired by its caller, a misuse (see _wake): it gets nothing
             if writer:
                 self._writing = True
             else:
                 self._readers += 1
-            d = waiters.popNext()
             self._granted[d] = writer
             self._ready.append(d)
 
@@ -541,7 +547,14 @@ class TxReadersWriterLock:
         while ready:
             d = ready[0]
             try:
-                if granted.pop(d, None) is not None:  # else its cancel took the grant back
+                writer = granted.pop(d, None)  # None if its cancel took the grant back
+                if writer is None:
+                    continue
+                if d.called:
+                    # Fired by its caller, not by this lock: a misuse, which would leave a hold
+                    # that nobody releases.  It holds nothing, as a waiter cancelled.
+                    self._takeBack(writer)
+                else:
                     d.callback(self)
             finally:
                 ready.popleft()
