@@ -992,11 +992,12 @@ class RedisReadersWriterLock:
         runs out.
         """
         d = self._locks._run(self._command(b"x", holdId), lambda reply, sent: None)
-        return d.addErrback(self._ignoreConnectionError)
+        return d.addErrback(self._logUnlessConnectionError, "give up a hold or place")
 
-    def _ignoreConnectionError(self, failure: Failure) -> None:
+    def _logUnlessConnectionError(self, failure: Failure, what: str) -> None:
+        # Redis away is no news: a lease runs out, or the next renewal tick tries again.
         if not _isConnectionError(failure):
-            _log.failure("{lock!r} could not give up a hold or place", failure, lock=self)
+            _log.failure("{lock!r} could not {what}", failure, lock=self, what=what)
 
     def _forget(self, holdId: str) -> None:
         if self._holds.pop(holdId, False):
@@ -1053,19 +1054,13 @@ class RedisReadersWriterLock:
                 if holdId in lostIds and a is not None and not a.inFlight:
                     self._try(a)  # its place ran out: queue again, at the back
 
-        def failed(failure: Failure) -> None:
-            # Redis is away: try again at the next tick; _expire drops what runs out meanwhile.
-            if not _isConnectionError(failure):
-                _log.failure("{lock!r} could not renew its leases", failure, lock=self)
-
         def done(_: object) -> None:
+            # Failed or not, the next tick renews; _expire drops what runs out meanwhile.
             self._renewing = False
-            if not self._locks._closed:
-                self._watch()
+            self._watch()
 
-        self._locks._run(self._command(b"n", *held, *placed), renewed).addErrback(
-            failed
-        ).addCallback(done)
+        d = self._locks._run(self._command(b"n", *held, *placed), renewed)
+        d.addErrback(self._logUnlessConnectionError, "renew its leases").addCallback(done)
 
     def _extend(self, holdId: str, sent: float) -> None:
         if holdId in self._deadlines:
