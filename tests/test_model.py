@@ -14,7 +14,10 @@ The model is a list of the waiting acquires in arrival order, the holders, and e
 for who goes next; granted acquires fire in the order of their grants, one after the other (a
 callback's own grants fire after it returns, never inside it).  After every step the lock must
 agree with it: the same grants, cancellations and timeouts in the same order, the same
-L{statistics<TxReadersWriterLock.statistics>}, C{isReading}, C{isWriting} and sides' C{locked}.
+L{statistics<TxReadersWriterLock.statistics>} (counters and wait times included), C{isReading},
+C{isWriting} and sides' C{locked}, and, on a watched lock (made with a clock and C{debug}, or
+given an observer in the middle of a program), the same events told to its observers and the
+same waiters in L{describe<TxReadersWriterLock.describe>}.
 As the model's holders are never cancelled acquires, an acquire that ends in L{CancelledError} or
 L{TimeoutError} has never been counted by the lock either.  The model checks its own rules at
 rest: never a writer beside anyone, and nobody waiting who could go now.  At the end of each
@@ -42,6 +45,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -53,7 +57,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from txrwlock import LockNotHeldError, LockStatistics, TxReadersWriterLock
+from txrwlock import LockEvent, LockNotHeldError, LockStatistics, TxReadersWriterLock
 
 __all__ = ["FairModelTests", "WriterPreferringModelTests"]
 
@@ -127,6 +131,8 @@ _TOOK = "took"  # a try-acquire that succeeded; it holds, with no Deferred
 _REFUSED = "refused"  # a try-acquire that failed, logged under id -1
 
 _Events = list[tuple[int, str]]
+# What an observer is told: kind, writer, waited.
+_Told = list[tuple[str, bool, float | None]]
 
 
 @dataclass(frozen=True)
@@ -183,6 +189,7 @@ class _Waiter:
     writer: bool
     spec: _Spec | None
     state: _State
+    arrived: int = 0
     deadline: int | None = None
     outcome: str | None = None
     timingOut: bool = False
@@ -199,16 +206,27 @@ class _Model:
     @ivar queue: the waiting ones, in arrival order.
     @ivar toFire: the granted ones whose Deferreds have not fired yet, in grant order.
     @ivar events: grants, cancellations and timeouts (by Deferreds) and try-acquires, in order.
+    @ivar timed: whether the lock has a clock: then waits are timed.
+    @ivar observed: whether the lock has an observer: then L{told} grows.
+    @ivar told: what the lock's observer is told, while there is one.
+    @ivar grants: read and write holds granted.
     """
 
-    def __init__(self, fair: bool) -> None:
+    def __init__(self, fair: bool, timed: bool) -> None:
         self.fair = fair
+        self.timed = timed
+        self.observed = False
         self.waiters: list[_Waiter] = []
         self.queue: list[_Waiter] = []
         self.toFire: deque[_Waiter] = deque()
         self.firing = False
         self.events: _Events = []
+        self.told: _Told = []
         self.now = 0
+        self.grants = {False: 0, True: 0}
+        self.waits = 0
+        self.cancellations = 0
+        self.longestWait = 0
 
     def holders(self) -> list[_Waiter]:
         return [w for w in self.waiters if w.state in (_State.GRANTED, _State.HOLDING)]
@@ -222,12 +240,44 @@ class _Model:
     def statistics(self) -> LockStatistics:
         holders = self.holders()
         writers = sum(w.writer for w in self.queue)
+        oldest = self.now - min((w.arrived for w in self.queue), default=self.now)
         return LockStatistics(
             readers=sum(not h.writer for h in holders),
             writing=any(h.writer for h in holders),
             readersWaiting=len(self.queue) - writers,
             writersWaiting=writers,
+            readerGrants=self.grants[False],
+            writerGrants=self.grants[True],
+            waits=self.waits,
+            cancellations=self.cancellations,
+            longestWait=self.longestWait if self.timed else None,
+            oldestWaiting=oldest if self.timed else None,
         )
+
+    def waitingInQueueOrder(self) -> list[_Waiter]:
+        """
+        @return: the waiters as the lock's queues hold them: under writer preference the writers
+            then the readers, in fair mode all in arrival order.
+        """
+        if self.fair:
+            return list(self.queue)
+        return [w for w in self.queue if w.writer] + [w for w in self.queue if not w.writer]
+
+    def _tell(self, kind: str, writer: bool, arrived: int | None = None) -> None:
+        """
+        Count a grant or a cancel, and log what an observer is told of it: C{arrived}, when the
+        acquire began to wait (L{None}: it did not).
+        """
+        waited = 0 if arrived is None else self.now - arrived
+        self.longestWait = max(self.longestWait, waited)
+        if kind == _GRANTED:
+            self.grants[writer] += 1
+        elif kind == _CANCELLED:
+            self.cancellations += 1
+        if self.observed:
+            self.told.append(
+                (kind, writer, float(waited) if self.timed and kind != "released" else None)
+            )
 
     def _goesAtOnce(self, writer: bool) -> bool:
         """
@@ -279,30 +329,35 @@ class _Model:
             raise AssertionError(f"the model leaves {self.admissible()} waiting")
 
     def acquire(self, spec: _Spec) -> None:
-        w = _Waiter(len(self.waiters), spec.writer, spec, _State.WAITING)
+        w = _Waiter(len(self.waiters), spec.writer, spec, _State.WAITING, arrived=self.now)
         if spec.timeout is not None:
             w.deadline = self.now + spec.timeout
         self.waiters.append(w)
         if self._goesAtOnce(spec.writer):
             # Its Deferred has fired before the acquire returns: the callback runs at once.
-            self._fire(w)
+            self._fire(w, queued=False)
         else:
             self.queue.append(w)
+            self.waits += 1
 
     def tryAcquire(self, writer: bool) -> None:
         if self._goesAtOnce(writer):
             w = _Waiter(len(self.waiters), writer, None, _State.HOLDING, outcome=_TOOK)
             self.waiters.append(w)
             self.events.append((w.id, _TOOK))
+            self._tell(_GRANTED, writer)
         else:
             self.events.append((-1, _REFUSED))
 
     def release(self, holder: _Waiter) -> None:
         holder.state = _State.GONE
+        self._tell("released", holder.writer)
         self._wake()
 
     def downgrade(self, holder: _Waiter) -> None:
         holder.writer = False
+        self._tell("released", True)
+        self._tell(_GRANTED, False)
         self._wake()
 
     def cancel(self, w: _Waiter) -> None:
@@ -317,6 +372,7 @@ class _Model:
             self.queue.remove(w)
         if w.state in (_State.WAITING, _State.GRANTED):
             w.state = _State.GONE
+            self._tell(_CANCELLED, w.writer, w.arrived)
             self._wake()
         if w.outcome is None:
             w.outcome = _TIMED_OUT if w.timingOut else _CANCELLED
@@ -353,14 +409,15 @@ class _Model:
             while self.toFire:
                 w = self.toFire.popleft()
                 if w.state is _State.GRANTED:  # else cancelled after its grant: taken back
-                    self._fire(w)
+                    self._fire(w, queued=True)
         finally:
             self.firing = False
 
-    def _fire(self, w: _Waiter) -> None:
+    def _fire(self, w: _Waiter, queued: bool) -> None:
         w.state = _State.HOLDING
         w.outcome = _GRANTED
         self.events.append((w.id, _GRANTED))
+        self._tell(_GRANTED, w.writer, w.arrived if queued else None)
         assert w.spec is not None
         action = w.spec.action
         if action in _RELEASING:
@@ -406,7 +463,16 @@ class _Harness:
     clock: Clock
     clients: list[_Client] = field(default_factory=list)
     events: _Events = field(default_factory=list)
+    told: _Told = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+
+    def observe(self, event: LockEvent) -> None:
+        """
+        The lock's observer: log what it is told, as the model does.
+        """
+        if event.lock is not self.lock:
+            self.errors.append(f"an event of {event.lock!r}, not of the lock: {event}")
+        self.told.append((event.kind, event.writer, event.waited))
 
     def acquire(self, spec: _Spec) -> None:
         lock = self.lock
@@ -511,15 +577,47 @@ class _LockMachine(RuleBasedStateMachine):
     """
 
     fair: ClassVar[bool]
+    lock: TxReadersWriterLock
+    real: _Harness
+    model: _Model
 
     def __init__(self) -> None:
         super().__init__()
-        self.lock = TxReadersWriterLock(fair=self.fair)
         self.clock = Clock()
-        self.real = _Harness(self.lock, self.clock)
-        self.model = _Model(self.fair)
         # Whether the last step was checked and passed: only then does teardown drain the lock.
         self.agreed = False
+
+    @initialize(watched=st.booleans())
+    def makeLock(self, watched: bool) -> None:
+        """
+        A plain lock, or one watched from the start: with a clock, C{debug} and an observer.
+        """
+        if watched:
+            self.lock = TxReadersWriterLock(fair=self.fair, clock=self.clock, debug=True)
+        else:
+            self.lock = TxReadersWriterLock(fair=self.fair)
+        self.real = _Harness(self.lock, self.clock)
+        self.model = _Model(self.fair, timed=watched)
+        if watched:
+            self.startObserving()
+
+    @precondition(lambda self: not self.model.observed)
+    @rule()
+    def startObserving(self) -> None:
+        """
+        An observer added in the middle of a program is told of what happens from then on, to
+        waiters queued before it came too.
+        """
+        self._step()
+        self.lock.addObserver(self.real.observe)
+        self.model.observed = True
+
+    @precondition(lambda self: self.model.observed)
+    @rule()
+    def stopObserving(self) -> None:
+        self._step()
+        self.lock.removeObserver(self.real.observe)
+        self.model.observed = False
 
     def _step(self) -> None:
         self.agreed = False
@@ -645,6 +743,8 @@ class _LockMachine(RuleBasedStateMachine):
             _expectEqual(self.real.events[same:], model.events[same:], f"events after {same}")
         stats = lock.statistics()
         _expectEqual(stats, model.statistics(), "statistics()")
+        _expectEqual(self.real.told, model.told, "what the observer was told")
+        _expectEqual(self._describedWaiters(), self._modelWaiters(), "the waiters described")
         _expectEqual(
             (lock.isReading, lock.isWriting, lock.reader.locked, lock.writer.locked),
             (stats.readers > 0, stats.writing) * 2,
@@ -654,6 +754,30 @@ class _LockMachine(RuleBasedStateMachine):
         timers = sum(w.deadline is not None for w in model.queue)
         _expectEqual(len(self.clock.getDelayedCalls()), timers, "pending timeouts")
         self.agreed = True
+
+    def _describedWaiters(self) -> list[str]:
+        """
+        @return: the waiters' lines of C{describe()}; checked, on a watched lock, to name
+            this module as the site of each (the caller of the lock or of its side).
+        """
+        lines = self.lock.describe().splitlines()
+        waiters = lines[lines.index(next(x for x in lines if x.startswith("waiting"))) + 1 :]
+        if self.model.timed:
+            for line in waiters:
+                site = line.rpartition(", from ")[2]
+                if site.rpartition(":")[0] != __file__:
+                    raise AssertionError(f"describe() shows {site}, not this module, in {line}")
+            waiters = [line.rpartition(", from ")[0] for line in waiters]
+        return waiters
+
+    def _modelWaiters(self) -> list[str]:
+        model = self.model
+        return [
+            "  "
+            + ("writer" if w.writer else "reader")
+            + (f" for {model.now - w.arrived:.3f} s" if model.timed else "")
+            for w in model.waitingInQueueOrder()
+        ]
 
     def teardown(self) -> None:
         """
@@ -670,7 +794,9 @@ class _LockMachine(RuleBasedStateMachine):
             self.real.release(holders[0].writer, viaSide=False)
             self.model.release(holders[0])
             self.agreesWithModel()
-        _expectEqual(self.lock.statistics(), LockStatistics(0, False, 0, 0), "the drained lock")
+        stats = self.lock.statistics()
+        _expectEqual((stats.readers, stats.writing), (0, False), "the drained lock")
+        _expectEqual((stats.readersWaiting, stats.writersWaiting), (0, 0), "the drained lock")
         _expectEqual(self.model.pending(), [], "acquires never served")
 
 

@@ -127,8 +127,13 @@ class _BothPolicies(_Base):
         readersWaiting: int = 0,
         writersWaiting: int = 0,
     ) -> None:
+        """
+        Assert the holders and waiters of C{lock.statistics()}; its counters are tested apart.
+        """
+        stats = lock.statistics()
         self.assertEqual(
-            lock.statistics(), LockStatistics(readers, writing, readersWaiting, writersWaiting)
+            (stats.readers, stats.writing, stats.readersWaiting, stats.writersWaiting),
+            (readers, writing, readersWaiting, writersWaiting),
         )
 
     # Grants and releases.
@@ -631,6 +636,22 @@ class _BothPolicies(_Base):
         self.assertEqual(lock._waiters._dead, dead)
         self.assertLessEqual(dead, len(queued) - dead)
 
+    def test_cancelledAgainByWhomItLetIn(self) -> None:
+        """
+        A waiter cancelled again by the callback of a waiter that its cancel let in, before its
+        own Deferred has failed, is counted once, as cancelled and as dead.
+        """
+        lock = self.makeLock()
+        lock.readerAcquire()
+        writer = lock.writerAcquire()
+        writer.addErrback(lambda f: f.trap(CancelledError))
+        reader = lock.readerAcquire().addCallback(lambda _: writer.cancel())
+        writer.cancel()
+        self.successResultOf(reader)
+        self.assertStatistics(lock, readers=2)
+        self.assertEqual(lock.statistics().cancellations, 1)
+        self.assertDeadCounted(lock)
+
     def test_deadCountedExactly(self) -> None:
         """
         Waiters cancelled in random order, while heads leave the queue, are counted exactly as
@@ -1023,7 +1044,7 @@ class _BothPolicies(_Base):
 
     def test_statistics(self) -> None:
         """
-        C{statistics()} is a frozen snapshot of holders and live waiters.
+        C{statistics()} is a frozen snapshot of holders, live waiters and counters.
         """
         lock = self.makeLock()
         lock.readerAcquire()
@@ -1032,11 +1053,13 @@ class _BothPolicies(_Base):
         cancelled = lock.writerAcquire()
         lock.readerAcquire()
         stats = lock.statistics()
-        self.assertEqual(stats, LockStatistics(2, False, 1, 2))
+        expected = LockStatistics(2, False, 1, 2, readerGrants=2, waits=3)
+        self.assertEqual(stats, expected)
         cancelled.cancel()
         self.failureResultOf(cancelled, CancelledError)
-        self.assertEqual(stats, LockStatistics(2, False, 1, 2))
+        self.assertEqual(stats, expected)
         self.assertStatistics(lock, readers=2, readersWaiting=1, writersWaiting=1)
+        self.assertEqual(lock.statistics().cancellations, 1)
         with self.assertRaises(FrozenInstanceError):
             stats.readers = 0  # type: ignore[misc]
 
