@@ -42,10 +42,10 @@ from twisted.internet.defer import (
     ensureDeferred,
     succeed,
 )
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.python.failure import Failure
 
-from txrwlock import TxReadersWriterLock
+from txrwlock import LockEvent, TxReadersWriterLock
 
 __all__ = ["AIO", "DL", "FAIR", "FLOOR", "OLD", "SUBJECTS", "WP", "run"]
 
@@ -57,6 +57,8 @@ OLD = f"txrwlock {OLD_VERSION}"
 AIO = "aiorwlock"
 SUBJECTS = (WP, FAIR, DL, FLOOR, OLD, AIO)
 OURS = (WP, FAIR)
+# What watching a lock costs: each is timed, on both policies, with the plain pairs.
+WATCHED = ("a clock", "one observer", "debug=True")
 
 # A run function does the timed part of a scenario, already built, and returns its duration in
 # seconds; it raises _BrokeDownError if the subject did not serve everyone.
@@ -113,12 +115,13 @@ def _isWriter(i: int) -> bool:
 
 def _pairs(ctx: Context, old: ModuleType) -> dict[str, dict[str, Value]]:
     """
-    Time the uncontended pairs, all together (L{_timeStatements}).
+    Time the uncontended pairs, all together (L{_timeStatements}): of each subject, and of our
+    lock watched in each way of L{WATCHED}.
 
-    @return: by side ("reader", "writer"), by subject, microseconds per pair (DeferredLock and
-        the floor, which have no sides, under both).
+    @return: by side ("reader", "writer", or a side and a way of watching, "reader, a clock"),
+        by subject, microseconds per pair (DeferredLock and the floor, which have no sides,
+        under both plain sides).
     """
-    wp, fair = TxReadersWriterLock(), TxReadersWriterLock(fair=True)
     oldLock = old.TxReadersWriterLock()
     statements: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
         ("", DL): ("dl.acquire(); dl.release()", {"dl": DeferredLock()}),
@@ -126,18 +129,38 @@ def _pairs(ctx: Context, old: ModuleType) -> dict[str, dict[str, Value]]:
     }
     for side in ("reader", "writer"):
         stmt = f"lock.{side}Acquire(); lock.{side}Release()"
-        for subject, lock in ((WP, wp), (FAIR, fair), (OLD, oldLock)):
-            statements[side, subject] = (stmt, {"lock": lock})
+        statements[side, OLD] = (stmt, {"lock": oldLock})
+        for subject, fair in ((WP, False), (FAIR, True)):
+            statements[side, subject] = (stmt, {"lock": TxReadersWriterLock(fair)})
+            for way in WATCHED:
+                statements[f"{side}, {way}", subject] = (stmt, {"lock": _watched(fair, way)})
     seconds = _timeStatements(ctx, statements)
     return {
         side: {
             subject: seconds[key] * 1e6
             for subject in SUBJECTS
-            for key in ((side, subject), ("", subject))
+            for key in ((side, subject), ("", subject) if "," not in side else ())
             if key in seconds
         }
-        for side in ("reader", "writer")
+        for side in {side for side, _ in statements if side}
     }
+
+
+def _watched(fair: bool, way: str) -> TxReadersWriterLock:
+    """
+    @return: a lock watched in the way C{way}, one of L{WATCHED}.
+    """
+    if way == "a clock":
+        return TxReadersWriterLock(fair, clock=Clock())
+    if way == "debug=True":
+        return TxReadersWriterLock(fair, debug=True)
+    lock = TxReadersWriterLock(fair)
+    lock.addObserver(_ignore)
+    return lock
+
+
+def _ignore(event: LockEvent) -> None:
+    pass
 
 
 def _calibrate(timer: timeit.Timer, target: float) -> int:
@@ -707,6 +730,11 @@ def run(ctx: Context) -> Report:
     )
     rows.append(_goalRow("reader pair, speed-up", "µs", reader, atLeast(reader, OURS, OLD, 25)))
     rows.append(_goalRow("writer pair, speed-up", "µs", writer, atLeast(writer, OURS, OLD, 25)))
+    for way in WATCHED:
+        for side, plain in (("reader", reader), ("writer", writer)):
+            watched = pairs[f"{side}, {way}"]
+            extra = {s: _minus(watched[s], plain[s]) for s in OURS}
+            rows.append(Row(f"{side} pair, with {way}: cost over the plain pair", "µs", extra))
 
     say("async with")
     asyncWith = _us(_timeAsyncWith(ctx))
@@ -839,6 +867,10 @@ def run(ctx: Context) -> Report:
     report.extra["mixed"] = {s: m if isinstance(m, str) else m.__dict__ for s, m in mixed.items()}
     report.extra["versions"] = {OLD: OLD_VERSION, AIO: aiorwlock.__version__}
     return report
+
+
+def _minus(a: Value, b: Value) -> Value:
+    return a - b if isinstance(a, float) and isinstance(b, float) else "not measured"
 
 
 def _pick(results: dict[str, _Mixed | str], figure: Callable[[_Mixed], float]) -> dict[str, Value]:

@@ -335,7 +335,15 @@ class DocumentationTests(TestCase):
             p.stem: sum(b.kind == "code" for b in blocks(p.read_text(encoding="utf-8")))
             for p in _documents()
         }
-        for stem in ("README", "index", "tutorial", "policies", "testing", "migrating"):
+        for stem in (
+            "README",
+            "index",
+            "tutorial",
+            "policies",
+            "testing",
+            "observing",
+            "migrating",
+        ):
             self.assertGreater(counts[stem], 0, stem)
 
 
