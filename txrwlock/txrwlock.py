@@ -770,50 +770,46 @@ class _Observing(_ObservingBase):
         _observation: Observation  # the observed twin is used only while watched
 
     def readerAcquire(self) -> Deferred[Any]:
-        d = super().readerAcquire()
-        if d.called:  # granted at once: a queued acquire's Deferred fires later
-            self._observation.grantedAtOnce(writer=False)
-        return d
+        return self._acquired(super().readerAcquire(), writer=False)
 
     def writerAcquire(self) -> Deferred[Any]:
-        d = super().writerAcquire()
-        if d.called:
-            self._observation.grantedAtOnce(writer=True)
+        return self._acquired(super().writerAcquire(), writer=True)
+
+    def _acquired(self, d: Deferred[Any], writer: bool) -> Deferred[Any]:
+        if d.called:  # granted at once: a queued acquire's Deferred fires later
+            self._observation.grantedAtOnce(writer)
         return d
 
     def tryReaderAcquire(self) -> bool:
-        took = super().tryReaderAcquire()
-        if took:
-            self._observation.grantedAtOnce(writer=False)
-        return took
+        return self._tried(super().tryReaderAcquire(), writer=False)
 
     def tryWriterAcquire(self) -> bool:
-        took = super().tryWriterAcquire()
+        return self._tried(super().tryWriterAcquire(), writer=True)
+
+    def _tried(self, took: bool, writer: bool) -> bool:
         if took:
-            self._observation.grantedAtOnce(writer=True)
+            self._observation.grantedAtOnce(writer)
         return took
 
-    # A release is announced only if it will not raise, and told once the state has changed: by
-    # _wake if it lets someone in, before their grants, else just after.
-
     def readerRelease(self) -> Deferred[None]:
-        if self._readers:
-            self._observation.releasing(writer=False)
-        released = super().readerRelease()
-        self._observation.flush()
-        return released
+        return self._released(super().readerRelease, bool(self._readers), writer=False)
 
     def writerRelease(self) -> Deferred[None]:
-        if self._writing:
-            self._observation.releasing(writer=True)
-        released = super().writerRelease()
-        self._observation.flush()
-        return released
+        return self._released(super().writerRelease, self._writing, writer=True)
 
     def writerDowngrade(self) -> Deferred[Any]:
-        if self._writing:
-            self._observation.releasing(writer=True, downgrade=True)
-        return super().writerDowngrade()  # which wakes, so flushes
+        return self._released(super().writerDowngrade, self._writing, writer=True, downgrade=True)
+
+    def _released(
+        self, release: Callable[[], _T], holding: bool, writer: bool, downgrade: bool = False
+    ) -> _T:
+        # Announced only if it will not raise (if holding), and told once the state has changed:
+        # by _wake if it lets someone in, before their grants, else just after.
+        if holding:
+            self._observation.releasing(writer, downgrade)
+        result = release()
+        self._observation.flush()
+        return result
 
     def _wake(self) -> None:
         self._observation.flush()
