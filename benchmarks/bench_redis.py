@@ -151,11 +151,12 @@ def _redisPyPairs(port: int, pairs: int, repeat: int) -> float:
 
 
 async def _pairs(reactor: Any, port: int, pairs: int, repeat: int) -> None:
-    from txrwlock.redis import _bulk, _Command, connect
+    from txrwlock.redis import connect
+    from txrwlock.redis._client import _bulk, _Command
 
     locks = await connect("127.0.0.1", port, reactor=reactor)
     lock = locks.lock("bench")
-    connection = await locks._commands.getConnection(peek=True)
+    connection = await locks._client._commands.getConnection(peek=True)
     sha = await connection.script_load(EMPTY_SCRIPT)
     # Encoded once, and sent as the lock sends its commands: the cheapest EVALSHA there is.
     empty = _Command(b"".join([b"*5\r\n", *_bulk(b"EVALSHA", sha.encode(), b"1", b"k", b"a")]))

@@ -118,9 +118,10 @@ class CommandEncodingTests(TxTestCase):
         A lock's command is the C{EVALSHA} of the script on its keys and arguments, as
         txredisapi encodes it; the command connection sends it as it is.
         """
-        from txrwlock.redis import _SHA, RedisLocks, _Subscriptions, _txredisapi
+        from txrwlock.redis._client import RedisClient, _Subscriptions, _txredisapi
+        from txrwlock.redis._lock import _SCRIPT, _SHA
 
-        locks = RedisLocks(reactor, None, None, _Subscriptions(3))
+        locks = RedisLocks(RedisClient(reactor, None, None, _Subscriptions(3), _SCRIPT))
         lock = locks.lock("caf\u00e9", lease=1.5)
         tag = "txrwlock:{3:caf\u00e9}"
         keys = [f"{tag}:{letter}" for letter in "hwqpnr"]
@@ -382,7 +383,7 @@ class ClientsTests(_RedisTestCase):
         """
         locks = await self.connect()
         a, (b,) = locks.lock("x"), await self.clients(1, "x")
-        load = locks._loadScript
+        load = locks._client.loadScript
         acquiring: list[Deferred[Any]] = []
 
         def loadAndCancel() -> Deferred[None]:
@@ -392,10 +393,10 @@ class ClientsTests(_RedisTestCase):
 
         for acquire in (a.writerAcquire, a.readerAcquire):
             self.server.command("SCRIPT", "FLUSH")
-            locks._loadScript = loadAndCancel  # type: ignore[method-assign]
+            locks._client.loadScript = loadAndCancel  # type: ignore[method-assign]
             acquiring.append(acquire())
             failure = await acquiring[-1].addErrback(lambda f: f.value)
-            del locks._loadScript
+            del locks._client.loadScript
             self.assertIsInstance(failure, CancelledError)
             self.assertEqual(await self.settle(b), LockStatistics(0, False, 0, 0))
 
@@ -406,10 +407,9 @@ class ClientsTests(_RedisTestCase):
         again when retried, though a writer has queued since; a writer gets its token again.
         """
         a, b = await self.clients(2)
-        locks = a._locks
 
         async def run(op: bytes, holdId: str) -> int:
-            return int(await locks._run(a._command(op, holdId), lambda reply, sent: reply))
+            return int(await a._run(a._command(op, holdId), lambda reply, sent: reply))
 
         self.assertGreater(await run(b"r", "lost:1"), 0)
         writing = b.writerAcquire()
