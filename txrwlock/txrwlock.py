@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import KW_ONLY, dataclass
 from inspect import iscoroutine
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 
@@ -352,9 +352,11 @@ class TxReadersWriterLock:
     #     _ready holds them in grant order, _granted maps each to whether it is a writer (so that a
     #     cancel finds it in O(1) to take its grant back).  _ready is non-empty exactly while the
     #     firing loop of _wake runs; it may also hold Deferreds whose grant was taken back.
-    #   - _blockers and _rest are _waiters.blockers and _waiters.rest: aliases that save the
+    #   - _queue and _rest are _waiters.blockers and _waiters.rest: aliases that save the
     #     uncontended pairs attribute look-ups (the reader pair's two: 1 to 4% of its time,
     #     measured on a shared machine).
+    #   - _blockers is what a reader arriving tests: True while a writer holds (_writing), else
+    #     _queue.  One test instead of two pays for the reader pair's counter (below).
     #   - _readers + _readerReleases read holds have been granted (a grant taken back leaves
     #     both), and _writing + _writerReleases write holds: the uncontended pairs count their
     #     release, and derive the grant.  _waits and _cancellations count on the slow paths.
@@ -371,6 +373,7 @@ class TxReadersWriterLock:
         "_cancelling",
         "_granted",
         "_observation",
+        "_queue",
         "_readerReleases",
         "_readers",
         "_ready",
@@ -405,14 +408,12 @@ class TxReadersWriterLock:
         self._readers = 0
         self._writing = False
         self._waiters: _Waiters = _Fair() if fair else _WriterPreferring()
-        self._blockers = self._waiters.blockers
+        self._queue = self._waiters.blockers
+        self._blockers: deque[Deferred[Any]] | Literal[True] = self._queue
         self._rest = self._waiters.rest
         self._ready: deque[Deferred[Any]] = deque()
         self._granted: dict[Deferred[Any], bool] = {}
-        # The release counters are floats, exact up to 2^53: CPython takes a float from a free
-        # list, where it allocates an int past 256, so "+ 1.0" costs the uncontended pairs 190
-        # machine instructions against 300 (callgrind; a pair is 7,600).
-        self._readerReleases = self._writerReleases = 0.0
+        self._readerReleases = self._writerReleases = 0
         self._waits = self._cancellations = 0
         self._observation: Observation | None = None
         self._cancelling: Deferred[Any] | None = None
@@ -453,7 +454,7 @@ class TxReadersWriterLock:
             to give up waiting.
         """
         # tryReaderAcquire, inlined: this is the hot path.
-        if not self._writing and not self._blockers:
+        if not self._blockers:
             self._readers += 1
             return succeed(self)
         return self._wait(writer=False)
@@ -467,7 +468,7 @@ class TxReadersWriterLock:
             Cancel it to give up waiting.
         """
         if not self._readers and not self._writing:
-            self._writing = True
+            self._writing = self._blockers = True
             return succeed(self)
         return self._wait(writer=True)
 
@@ -477,7 +478,7 @@ class TxReadersWriterLock:
 
         @return: whether the hold was taken.  Never queues.
         """
-        if self._writing or self._blockers:
+        if self._blockers:
             return False
         self._readers += 1
         return True
@@ -490,7 +491,7 @@ class TxReadersWriterLock:
         """
         if self._readers or self._writing:
             return False
-        self._writing = True
+        self._writing = self._blockers = True
         return True
 
     def readerRelease(self) -> Deferred[None]:
@@ -508,7 +509,7 @@ class TxReadersWriterLock:
                 f"readerRelease() called, but no reader holds the lock: {self!r}"
             )
         self._readers = readers
-        self._readerReleases = self._readerReleases + 1.0  # a float: see __init__
+        self._readerReleases += 1
         # Only the last reader's leaving can let anyone in, and only someone readers block.
         if not readers and self._blockers:
             self._wake()
@@ -526,12 +527,11 @@ class TxReadersWriterLock:
                 f"writerRelease() called, but no writer holds the lock: {self!r}"
             )
         self._writing = False
-        self._writerReleases = self._writerReleases + 1.0
+        self._blockers = queue = self._queue
+        self._writerReleases += 1
         # Two aliases tested, where asking _waiters.nextIsWriter() was a method call: that pays
-        # for the counter above (callgrind: the writer pair, counter included, runs 7,485
-        # machine instructions under writer preference and 7,543 in fair mode, against 7,726
-        # and 7,575 before either).
-        if self._blockers or self._rest:
+        # for the counter above, and for _blockers.
+        if queue or self._rest:
             self._wake()
         return succeed(None)
 
@@ -554,8 +554,8 @@ class TxReadersWriterLock:
             raise LockNotHeldError(
                 f"writerDowngrade() called, but no writer holds the lock: {self!r}"
             )
-        self._writing = False
-        self._writerReleases += 1.0
+        self._ungrant(writer=True)
+        self._writerReleases += 1
         self._readers = 1
         self._wake()
         return succeed(self)
@@ -608,8 +608,8 @@ class TxReadersWriterLock:
             self._writing,
             readersWaiting,
             writersWaiting,
-            readerGrants=self._readers + int(self._readerReleases),
-            writerGrants=self._writing + int(self._writerReleases),
+            readerGrants=self._readers + self._readerReleases,
+            writerGrants=self._writing + self._writerReleases,
             waits=self._waits,
             cancellations=self._cancellations,
             longestWait=None if observation is None else observation.longestWait,
@@ -686,6 +686,7 @@ class TxReadersWriterLock:
     def _ungrant(self, writer: bool) -> None:
         if writer:
             self._writing = False
+            self._blockers = self._queue
         else:
             self._readers -= 1
 
@@ -705,7 +706,7 @@ class TxReadersWriterLock:
                 self._forget(d)
                 continue  # fired by its caller, a misuse (see _wake): it gets nothing
             if writer:
-                self._writing = True
+                self._writing = self._blockers = True
             else:
                 self._readers += 1
             self._granted[d] = writer
