@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
@@ -22,6 +22,7 @@ from twisted.logger import Logger, LogLevel
 __all__ = ["Clock", "LockEvent", "Observation", "Observer"]
 
 _log = Logger()
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,26 @@ class Observation:
         self._atOnce = tuple(LockEvent("granted", w, lock, atOnce) for w in (False, True))
         self._released = tuple(LockEvent("released", w, lock, None) for w in (False, True))
 
+    def add(self, observer: Observer) -> None:
+        """
+        Tell C{observer} of every event from now on, after the observers added before.
+        """
+        self.observers += (observer,)
+
+    def remove(self, observer: Observer) -> None:
+        """
+        Stop telling C{observer} (once, if it was added more than once).
+
+        @raise ValueError: if it is not an observer; nothing then changes.
+        """
+        observers = self.observers
+        if observer not in observers:
+            raise ValueError(
+                f"removeObserver({observer!r}) called, but it does not observe {self.lock!r}"
+            )
+        i = observers.index(observer)
+        self.observers = observers[:i] + observers[i + 1 :]
+
     @property
     def needed(self) -> bool:
         """
@@ -152,13 +173,14 @@ class Observation:
         if self.observers:
             self._emit(self._atOnce[writer])
 
-    def granted(self, d: Deferred[Any], writer: bool) -> None:
+    def granted(self, d: Deferred[Any], writer: bool, atOnce: bool = False) -> None:
         """
-        A hold is granted to the waiting acquire of Deferred C{d}, about to fire.
+        A hold is granted to the waiting acquire of Deferred C{d}, about to fire; C{atOnce}: it
+        did not have to queue (a remote lock's acquire, granted at its first try).
         """
         _, since, site = self._waiting.pop(d)
         now = self._now()
-        waited = self._waited(since, now)
+        waited = self._waited(now if atOnce else since, now)
         if self._recording:
             self._hold((writer, now, site))
         if self.observers:
@@ -191,6 +213,12 @@ class Observation:
             else:
                 self._release(writer)
 
+    def released(self, writer: bool) -> None:
+        """
+        A hold was given back (or lost), at once: for a lock that lets nobody in meanwhile.
+        """
+        self._release(writer)
+
     def _release(self, writer: bool) -> None:
         if self._recording:
             if writer:
@@ -215,6 +243,22 @@ class Observation:
         The acquire of Deferred C{d} leaves without a grant or a cancel: its caller fired it.
         """
         self._waiting.pop(d, None)
+
+    def settled(self, result: _T, d: Deferred[Any]) -> _T:
+        """
+        The callback, first in line, of an acquire's Deferred C{d}, for a lock whose acquires can
+        also end otherwise than granted or cancelled (a try refused, a connection lost): forget
+        it, and pass C{result} on.
+        """
+        self._waiting.pop(d, None)
+        return result
+
+    def waiters(self) -> list[tuple[Deferred[Any], bool]]:
+        """
+        @return: the acquires waiting, in the order they came, each with whether it is a
+            writer's.
+        """
+        return [(d, entry[0]) for d, entry in self._waiting.items() if not d.called]
 
     def oldestWaiting(self) -> float | None:
         """

@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_redis -*-
 """
 What the locks kept in a remote store (L{txrwlock.redis}, L{txrwlock.postgres}) share, written
-once: holds and their leases, the watchdog that renews them, C{lost} and L{LockLostError}, and the
-reader and writer sides.  A backend adds how to acquire, release, renew and give up a hold.
+once: holds and their leases, the watchdog that renews them, C{lost} and L{LockLostError}, the
+reader and writer sides, and what watches them (counters, observers, C{describe()}).  A backend
+adds how to acquire, release, renew and give up a hold.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from txrwlock._observe import Observation, Observer
 from txrwlock.txrwlock import LockNotHeldError, LockStatistics, _Side
 
 __all__ = ["LockLostError", "RemoteLockSide"]
@@ -63,7 +65,15 @@ class _RemoteLock(ABC):
     not renewed in time is lost: it is forgotten here, given up in the store, the C{lost}
     callback is called, and its release fails with L{LockLostError}.  A backend says how to
     acquire (L{_acquire}), release (L{_sendRelease}), renew (L{_renewLeases}) and give up
-    (L{_remove}) a hold in its store.
+    (L{_remove}) a hold in its store, and tells this base when an acquire queues (L{_queued}),
+    is granted (L{_granted}) or cancelled (L{_cancelled}).
+
+    It is watched as the local lock is, on its reactor's clock: L{statistics} counts this
+    object's grants, waits and cancellations, and times its waits (from the acquire's call, so
+    a wait includes the round trips to the store; C{0.0} for an acquire granted at its first
+    try); observers (L{addObserver}) hear of its grants, releases (a hold lost is told as
+    released) and cancellations; L{describe} lists its holds and waiting acquires, from where
+    they came if made with C{debug=True}.  A lost hold is logged, at warn level.
     """
 
     # Invariants:
@@ -75,6 +85,9 @@ class _RemoteLock(ABC):
     #   - While there are holds (or a backend's _needsRenewal()), a renewal is scheduled or
     #     running (it may outlive them by one tick), and _expiry is due no later than the
     #     earliest deadline.
+    #   - _observation knows the acquires whose Deferreds have not fired; _grants counts the
+    #     holds granted to this object by side (downgrades too), _waits its acquires that
+    #     queued, _cancellations those cancelled.
 
     _sideType: type[RemoteLockSide[Any]]
 
@@ -84,8 +97,12 @@ class _RemoteLock(ABC):
         name: str,
         lease: float,
         lost: Callable[[Any, bool], object] | None,
+        debug: bool = False,
     ) -> None:
         self._clock = clock
+        self._observation = Observation(self, clock, debug)
+        self._grants = {False: 0, True: 0}
+        self._waits = self._cancellations = 0
         self.name = name
         self.lease = lease
         self._lost = lost
@@ -128,7 +145,7 @@ class _RemoteLock(ABC):
         @return: a L{Deferred} that fires with the lock once granted.  Cancel it to give up
             waiting.
         """
-        return self._acquire(False, True)
+        return self._acquireWatched(False, True)
 
     def writerAcquire(self: _Remote) -> Deferred[_Remote]:
         """
@@ -137,7 +154,7 @@ class _RemoteLock(ABC):
         @return: a L{Deferred} that fires with the lock once this object holds it alone, after
             the holders and the writers that came before.  Cancel it to give up waiting.
         """
-        return self._acquire(True, True)
+        return self._acquireWatched(True, True)
 
     def tryReaderAcquire(self) -> Deferred[bool]:
         """
@@ -145,7 +162,7 @@ class _RemoteLock(ABC):
 
         @return: a L{Deferred} of whether the hold was taken.
         """
-        return self._acquire(False, False)
+        return self._acquireWatched(False, False)
 
     def tryWriterAcquire(self) -> Deferred[bool]:
         """
@@ -153,7 +170,7 @@ class _RemoteLock(ABC):
 
         @return: a L{Deferred} of whether the hold was taken.
         """
-        return self._acquire(True, False)
+        return self._acquireWatched(True, False)
 
     def readerRelease(self) -> Deferred[None]:
         """
@@ -188,8 +205,62 @@ class _RemoteLock(ABC):
     @abstractmethod
     def statistics(self) -> Deferred[LockStatistics]:
         """
-        @return: a L{Deferred} of a snapshot of the lock's holders and waiters.
+        @return: a L{Deferred} of a snapshot of the lock's holders and waiters, and of this
+            object's counters.
         """
+
+    def addObserver(self, observer: Observer) -> None:
+        """
+        Call C{observer} with a L{LockEvent<txrwlock.LockEvent>} at every grant to this object,
+        release (or loss) of one of its holds, and cancellation of one of its acquires, as
+        L{TxReadersWriterLock.addObserver<txrwlock.TxReadersWriterLock.addObserver>}.
+        """
+        self._observation.add(observer)
+
+    def removeObserver(self, observer: Observer) -> None:
+        """
+        Stop calling C{observer} (once, if it was added more than once).
+
+        @raise ValueError: if C{observer} does not observe this lock; nothing then changes.
+        """
+        self._observation.remove(observer)
+
+    def describe(self) -> str:
+        """
+        Say what this object holds and which of its acquires wait, for a human debugging a
+        stuck service, as L{TxReadersWriterLock.describe<txrwlock.TxReadersWriterLock.describe>}:
+        the holds and waiters of other clients are not known here (L{statistics} counts them).
+        """
+        readers = sum(not writer for writer in self._holds.values())
+        observation = self._observation
+        return observation.describe(repr(self), readers, self.isWriting, observation.waiters())
+
+    def _statistics(
+        self, readers: int, writing: bool, readersWaiting: int, writersWaiting: int
+    ) -> LockStatistics:
+        """
+        @return: a snapshot of the store's holders and waiters, as given, with this object's
+            counters.
+        """
+        return LockStatistics(
+            readers,
+            writing,
+            readersWaiting,
+            writersWaiting,
+            readerGrants=self._grants[False],
+            writerGrants=self._grants[True],
+            waits=self._waits,
+            cancellations=self._cancellations,
+            longestWait=self._observation.longestWait,
+            oldestWaiting=self._observation.oldestWaiting(),
+        )
+
+    def _acquireWatched(self, writer: bool, queue: bool) -> Deferred[Any]:
+        d = self._acquire(writer, queue)
+        if not d.called:  # else failed at once: closed
+            self._observation.waiting(d, writer)
+            d.addBoth(self._observation.settled, d)
+        return d
 
     # What a backend provides
 
@@ -240,16 +311,49 @@ class _RemoteLock(ABC):
 
     # Holds
 
-    def _granted(self, holdId: str, writer: bool, token: int, sent: float) -> None:
+    def _queued(self) -> None:
         """
-        The store granted the hold C{holdId}, by a command sent at C{sent}; C{token} is its
-        fencing token, if a writer's.
+        An acquire of this object failed its first try: it waits.
+        """
+        self._waits += 1
+
+    def _granted(
+        self,
+        holdId: str,
+        writer: bool,
+        token: int,
+        sent: float,
+        d: Deferred[Any] | None = None,
+        waited: bool = False,
+    ) -> None:
+        """
+        The store granted the hold C{holdId}, by a command sent at C{sent}, to the acquire of
+        Deferred C{d} (about to fire; C{waited}: if it had queued); C{token} is its fencing
+        token, if a writer's.
         """
         self._holds[holdId] = writer
         self._deadlines[holdId] = sent + self.lease
         if writer:
             self._fencingToken = token
+        self._grants[writer] += 1
+        if d is not None:
+            self._observation.granted(d, writer, atOnce=not waited)
         self._watch()
+
+    def _cancelled(self, d: Deferred[Any]) -> None:
+        """
+        The acquire of Deferred C{d} was cancelled before its grant.
+        """
+        self._cancellations += 1
+        self._observation.cancelled(d)
+
+    def _downgraded(self) -> None:
+        """
+        The write hold of this object is now a read hold.
+        """
+        self._grants[False] += 1
+        self._observation.released(writer=True)
+        self._observation.grantedAtOnce(writer=False)
 
     def _writerId(self) -> str | None:
         if self._fencingToken is None:
@@ -260,6 +364,7 @@ class _RemoteLock(ABC):
         for holdId, w in self._holds.items():
             if w == writer:
                 self._forget(holdId)
+                self._observation.released(writer)
                 return self._sendRelease(holdId, writer)
         if self._lostHolds[writer]:
             self._lostHolds[writer] -= 1
@@ -370,6 +475,13 @@ class _RemoteLock(ABC):
         writer = self._holds[holdId]
         self._forget(holdId)
         self._lostHolds[writer] += 1
+        _log.warn(
+            "Lock {lockName!r} lost a {kind} hold: its lease ran out unrenewed ({lock!r})",
+            lock=self,
+            lockName=self.name,
+            kind="write" if writer else "read",
+        )
+        self._observation.released(writer)
         removal = self._remove(holdId)
         if self._lost is not None:
             try:
@@ -407,13 +519,13 @@ class RemoteLockSide(_Side[_Remote]):
         """
         Acquire this side: a L{Deferred} that fires with the lock once granted.
         """
-        return self._lock._acquire(self._writer, True)
+        return self._lock._acquireWatched(self._writer, True)
 
     def tryAcquire(self) -> Deferred[bool]:
         """
         Take this side if that needs no waiting: a L{Deferred} of whether it was taken.
         """
-        return self._lock._acquire(self._writer, False)
+        return self._lock._acquireWatched(self._writer, False)
 
     def release(self) -> Deferred[None]:
         """
@@ -438,7 +550,9 @@ class RemoteLockSide(_Side[_Remote]):
         released = self.release()
         if isinstance(result, Failure):
             # f's failure is the news; a lost hold on top of it is only logged.
-            released.addErrback(lambda f: _log.failure("release in run()", f))
+            released.addErrback(
+                lambda f: _log.failure("release in run() of {lock!r}", f, lock=self._lock)
+            )
         return released.addCallback(lambda _: result)
 
     def __aexit__(
@@ -449,5 +563,7 @@ class RemoteLockSide(_Side[_Remote]):
     ) -> Deferred[Literal[False]]:
         released = self.release()
         if excValue is not None:
-            released.addErrback(lambda f: _log.failure("release in async with", f))
+            released.addErrback(
+                lambda f: _log.failure("release in async with of {lock!r}", f, lock=self._lock)
+            )
         return released.addCallback(lambda _: False)

@@ -577,7 +577,7 @@ class TxReadersWriterLock:
             observation = self._observation = Observation(self, None, False)
             for d, writer in self._waiters.live():
                 observation.waiting(d, writer)
-        observation.observers += (observer,)
+        observation.add(observer)
         self._becomeWatched()
 
     def removeObserver(self, observer: Observer) -> None:
@@ -586,14 +586,7 @@ class TxReadersWriterLock:
 
         @raise ValueError: if C{observer} does not observe this lock; nothing then changes.
         """
-        observation = self._observation
-        observers = () if observation is None else observation.observers
-        if observation is None or observer not in observers:
-            raise ValueError(
-                f"removeObserver({observer!r}) called, but it does not observe {self!r}"
-            )
-        i = observers.index(observer)
-        observation.observers = observers[:i] + observers[i + 1 :]
+        (self._observation or Observation(self, None, False)).remove(observer)
         self._becomeWatched()
 
     def statistics(self) -> LockStatistics:

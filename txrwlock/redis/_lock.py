@@ -95,6 +95,8 @@ class RedisLocks:
         name: str,
         lease: float = 30.0,
         lost: Callable[[RedisReadersWriterLock, bool], object] | None = None,
+        *,
+        debug: bool = False,
     ) -> RedisReadersWriterLock:
         """
         A lock shared with every client of this Redis database that uses the same C{name}.
@@ -107,6 +109,8 @@ class RedisLocks:
             object renews them every C{lease / 3} seconds.
         @param lost: called with the lock and whether the hold was the writer's, each time this
             object loses a hold because its lease ran out unrenewed.
+        @param debug: record the file and line of the code behind each hold and waiting acquire
+            of this object, for C{describe()}.
         @raise TypeError: if C{name} is not a string.
         @raise ValueError: if C{name} is empty or C{lease} is not positive.
         """
@@ -118,7 +122,7 @@ class RedisLocks:
             raise ValueError(f"a lock's lease must be positive, not {lease!r}")
         if self._closed:
             raise connectionError("RedisLocks.lock() called after disconnect()")
-        lock = RedisReadersWriterLock(self, name, lease, lost)
+        lock = RedisReadersWriterLock(self, name, lease, lost, debug)
         self._client.subscriptions.add(lock)
         return lock
 
@@ -239,11 +243,12 @@ class RedisReadersWriterLock(_RemoteLock):
         name: str,
         lease: float,
         lost: Callable[[RedisReadersWriterLock, bool], object] | None,
+        debug: bool = False,
     ) -> None:
         """
         Use L{RedisLocks.lock}.
         """
-        super().__init__(locks._reactor, name, lease, lost)
+        super().__init__(locks._reactor, name, lease, lost, debug)
         self._locks = locks
         self._run = locks._client.run
         tag = f"txrwlock:{{{locks.dbid}:{name}}}"
@@ -277,6 +282,7 @@ class RedisReadersWriterLock(_RemoteLock):
             raise LockNotHeldError(f"writerDowngrade() called, but {self!r} does not write")
         self._holds[holdId] = False
         self._fencingToken = None
+        self._downgraded()
 
         def downgraded(held: int, sent: float) -> RedisReadersWriterLock:
             if not held or holdId not in self._holds:
@@ -295,7 +301,7 @@ class RedisReadersWriterLock(_RemoteLock):
         readersWaiting = self._waiters()[0]
 
         def made(reply: list[int], sent: float) -> LockStatistics:
-            return LockStatistics(reply[0], bool(reply[1]), readersWaiting, reply[2])
+            return self._statistics(reply[0], bool(reply[1]), readersWaiting, reply[2])
 
         return self._run(self._command(b"s"), made)
 
@@ -360,12 +366,14 @@ class RedisReadersWriterLock(_RemoteLock):
             return
         if reply > 0:
             del self._waiting[a.id]
-            self._granted(a.id, a.writer, reply, sent)
+            self._granted(a.id, a.writer, reply, sent, a.deferred, a.waited)
             a.deferred.callback(self if a.queue else True)
         elif not a.queue:
             del self._waiting[a.id]
             a.deferred.callback(False)
         else:
+            if not a.waited:
+                self._queued()
             a.waited = True
             if reply < 0:
                 self._retryAfter((-1 - reply) / 1000)
@@ -389,6 +397,7 @@ class RedisReadersWriterLock(_RemoteLock):
 
     def _cancel(self, a: _Acquire) -> None:
         self._waiting.pop(a.id, None)
+        self._cancelled(a.deferred)
         if a.writer or a.inFlight:
             self._remove(a.id)
 
