@@ -137,6 +137,24 @@ class _BothPolicies(_Base):
                 ),
             )
 
+    def test_countersPastTheirTicks(self) -> None:
+        """
+        The release counters count on, exactly, past the small ints they count in.
+        """
+        lock = self.makeLock()
+        for n in range(1, 1001):
+            lock.readerAcquire()
+            lock.readerRelease()
+            lock.writerAcquire()
+            if n % 2:
+                lock.writerDowngrade()
+                lock.readerRelease()
+            else:
+                lock.writerRelease()
+            stats = lock.statistics()
+            readers = n + (n + 1) // 2
+            self.assertEqual((stats.readerGrants, stats.writerGrants), (readers, n))
+
     def test_grantTakenBack(self) -> None:
         """
         A reader cancelled by the callback of a reader let in with it, before its own Deferred
