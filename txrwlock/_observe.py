@@ -168,8 +168,19 @@ class Observation:
         """
         A hold is granted without a wait: to an acquire or a try-acquire, or by a downgrade.
         """
+        # On every uncontended acquire of a watched lock: _now, _site and _hold inlined, which
+        # takes 0.2 us off what a clock costs a pair (measured: +1.25 us before, +1.06 after).
         if self._recording:
-            self._hold((writer, self._now(), self._site()))
+            clock = self._clock
+            hold = (
+                writer,
+                None if clock is None else clock.seconds(),
+                _userSite() if self._debug else None,
+            )
+            if writer:
+                self._writeHold = hold
+            else:
+                self._readHolds.append(hold)
         if self.observers:
             self._emit(self._atOnce[writer])
 
@@ -210,23 +221,22 @@ class Observation:
             granting, writer = pending.pop(0)
             if granting:
                 self.grantedAtOnce(writer)
-            else:
-                self._release(writer)
+                continue
+            # _release, inlined: on every uncontended release of a watched lock.
+            if self._recording:
+                if writer:
+                    self._writeHold = None
+                elif self._readHolds:
+                    self._readHolds.pop()
+            if self.observers:
+                self._emit(self._released[writer])
 
     def released(self, writer: bool) -> None:
         """
         A hold was given back (or lost), at once: for a lock that lets nobody in meanwhile.
         """
-        self._release(writer)
-
-    def _release(self, writer: bool) -> None:
-        if self._recording:
-            if writer:
-                self._writeHold = None
-            elif self._readHolds:
-                self._readHolds.pop()
-        if self.observers:
-            self._emit(self._released[writer])
+        self.releasing(writer)
+        self.flush()
 
     def cancelled(self, d: Deferred[Any]) -> None:
         """

@@ -798,10 +798,10 @@ class _Observing(_ObservingBase):
         _observation: Observation  # the observed twin is used only while watched
 
     def readerAcquire(self) -> Deferred[Any]:
-        return self._acquired(super().readerAcquire(), writer=False)
+        return self._acquired(super().readerAcquire(), False)
 
     def writerAcquire(self) -> Deferred[Any]:
-        return self._acquired(super().writerAcquire(), writer=True)
+        return self._acquired(super().writerAcquire(), True)
 
     def _acquired(self, d: Deferred[Any], writer: bool) -> Deferred[Any]:
         if d.called:  # granted at once: a queued acquire's Deferred fires later
@@ -820,10 +820,10 @@ class _Observing(_ObservingBase):
         return took
 
     def readerRelease(self) -> Deferred[None]:
-        return self._released(super().readerRelease, bool(self._readers), writer=False)
+        return self._released(super().readerRelease, self._readers > 0, False)
 
     def writerRelease(self) -> Deferred[None]:
-        return self._released(super().writerRelease, self._writing, writer=True)
+        return self._released(super().writerRelease, self._writing, True)
 
     def writerDowngrade(self) -> Deferred[Any]:
         return self._released(super().writerDowngrade, self._writing, writer=True, downgrade=True)
