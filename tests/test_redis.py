@@ -10,6 +10,7 @@ leases and bounded waits.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import txredisapi
 from twisted.internet import reactor as _reactor
@@ -119,10 +120,10 @@ class CommandEncodingTests(TxTestCase):
         txredisapi encodes it; the command connection sends it as it is.
         """
         from txrwlock.redis._client import RedisClient, _Subscriptions, _txredisapi
-        from txrwlock.redis._lock import _SCRIPT, _SHA
+        from txrwlock.redis._lock import _OPERATIONS, _SHAS, _TEXTS
 
-        locks = RedisLocks(RedisClient(reactor, None, None, _Subscriptions(3), _SCRIPT))
-        lock = locks.lock("caf\u00e9", lease=1.5)
+        client = RedisClient(reactor, None, None, _Subscriptions(3), list(_TEXTS.values()))
+        lock = RedisLocks(client).lock("caf\u00e9", lease=1.5002)
         tag = "txrwlock:{3:caf\u00e9}"
         keys = [f"{tag}:{letter}" for letter in "hwqpnr"]
         theirs = txredisapi.RedisProtocol()
@@ -131,7 +132,12 @@ class CommandEncodingTests(TxTestCase):
         cases += [(b"s", ()), (b"n", ("a:1", "b:22", "c:333"))]
         for op, ids in cases:
             command = lock._command(op, *ids)
-            expected = theirs._build_command("EVALSHA", _SHA, 6, *keys, tag, 1500, op, *ids)
+            script, mode = _OPERATIONS[op]
+            modes = () if mode is None else (mode,)
+            # The lease, rounded up to the millisecond.
+            expected = theirs._build_command(
+                "EVALSHA", _SHAS[script], 6, *keys, tag, 1501, *modes, *ids
+            )
             self.assertEqual(command, expected)
             self.assertIs(_txredisapi().CommandProtocol()._build_command(command), command)
 
@@ -180,18 +186,41 @@ async def _gather(coroutines: list[Coroutine[Any, Any, None]]) -> None:
     await gatherResults([Deferred.fromCoroutine(c) for c in coroutines], consumeErrors=True)
 
 
+def _stopAll(running: list[tuple[type[_RedisTestCase], RedisServer]]) -> None:
+    for _, server in running:
+        server.stop()
+
+
 class _RedisTestCase(TxTestCase):
     """
-    A test with its own C{redis-server}, started with C{options}.
+    A test with a C{redis-server} started with C{options}, shared by the tests of its class
+    (starting one costs about 0.2 s, a test of the class about as much): each test finds it
+    running, unpaused and empty, and may stop, pause or restart it.  One server runs at a time:
+    the next class's stops it, and so does the end of the run.
     """
 
     options: tuple[str, ...] = ()
     timeout = 60
+    _running: ClassVar[list[tuple[type[_RedisTestCase], RedisServer]]] = []
 
     def setUp(self) -> None:
+        running = _RedisTestCase._running
+        if running and running[0][0] is type(self):
+            self.server = running[0][1]
+            if self.server.process is None or self.server.process.poll() is not None:
+                self.server.stop()
+                self.server.start()
+            else:
+                os.kill(self.server.process.pid, signal.SIGCONT)
+            self.server.command("FLUSHALL")
+            return
+        if running:
+            running.pop()[1].stop()
+        else:
+            atexit.register(_stopAll, running)
         self.server = RedisServer(requireRedis(self), self.mktemp(), *self.options)
+        running.append((type(self), self.server))
         self.server.start()
-        self.addCleanup(self.server.stop)
 
     async def connect(self) -> RedisLocks:
         """
@@ -474,8 +503,9 @@ class ClientsTests(_RedisTestCase):
         await b.writerRelease()
         self.assertRaisesWithMessage(TypeError, "must be a string", locks.lock, b"x")
         self.assertRaisesWithMessage(ValueError, "must not be empty", locks.lock, "")
-        self.assertRaisesWithMessage(ValueError, "must be positive", locks.lock, "x", lease=0)
-        self.assertRaisesWithMessage(ValueError, "must be positive", locks.lock, "x", lease=-1)
+        for lease in (0, -1, 0.001, float("inf"), float("nan")):
+            self.assertRaisesWithMessage(ValueError, "at least 0.01", locks.lock, "x", lease=lease)
+        self.assertEqual(locks.lock("x", lease=0.01).lease, 0.01)
 
     @_deferred
     async def test_tryAcquire(self) -> None:

@@ -7,6 +7,7 @@ reader and writer sides.  A backend adds how to acquire, release, renew and give
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
 from inspect import isawaitable
@@ -19,7 +20,14 @@ from twisted.python.failure import Failure
 
 from txrwlock.txrwlock import LockNotHeldError, LockStatistics, _Side
 
-__all__ = ["LockLostError", "RemoteLockSide"]
+__all__ = ["MINIMUM_LEASE", "LockLostError", "RemoteLockSide", "checkLease"]
+
+# The shortest lease a lock takes, in seconds: a lease must outlast a round trip to the store with
+# room to spare, or every grant is lost at once.
+MINIMUM_LEASE = 0.01
+
+# Seconds between two sends of a release that failed with the store away (see _releaseFailed).
+_RESEND_DELAY = 0.05
 
 _T = TypeVar("_T")
 _Remote = TypeVar("_Remote", bound="_RemoteLock")
@@ -32,6 +40,18 @@ class LockLostError(LockNotHeldError):
     The hold being released was lost: its lease ran out (its renewal failed, or came too late)
     before the release, and another client may have held the lock since.
     """
+
+
+def checkLease(lease: float) -> None:
+    """
+    @raise ValueError: if C{lease} is not a finite number of seconds of at least
+        L{MINIMUM_LEASE}.
+    """
+    if not (math.isfinite(lease) and lease >= MINIMUM_LEASE):
+        raise ValueError(
+            f"lock(): a lease must be a finite number of seconds, at least {MINIMUM_LEASE},"
+            f" not {lease!r}"
+        )
 
 
 class _Timer(Protocol):
@@ -102,23 +122,32 @@ class _RemoteLock(ABC):
     @property
     def isReading(self) -> bool:
         """
-        Whether this object holds at least one read hold.
+        Whether this object holds at least one read hold whose lease has not run out by the
+        clock.
         """
-        return not all(self._holds.values())
+        now = self._clock.seconds()
+        return any(not w and self._deadlines[h] > now for h, w in self._holds.items())
 
     @property
     def isWriting(self) -> bool:
         """
-        Whether this object holds the write hold.
+        Whether this object holds the write hold, and its lease has not run out by the clock
+        (though the timer that says it is lost may not have run yet: the process was paused).
         """
-        return self._fencingToken is not None
+        return self.fencingToken is not None
 
     @property
     def fencingToken(self) -> int | None:
         """
-        While this object holds the write hold, its fencing token: every write acquisition of the
-        name, by any client, gets a larger one.  L{None} otherwise.
+        While this object holds the write hold (as L{isWriting}), its fencing token: every write
+        acquisition of the name, by any client, gets a larger one.  L{None} otherwise.
         """
+        if self._fencingToken is None:
+            return None
+        # Writing, the hold is alone in _deadlines.
+        for deadline in self._deadlines.values():
+            if deadline <= self._clock.seconds():
+                return None
         return self._fencingToken
 
     def readerAcquire(self: _Remote) -> Deferred[_Remote]:
@@ -203,10 +232,13 @@ class _RemoteLock(ABC):
         """
 
     @abstractmethod
-    def _sendRelease(self, holdId: str, writer: bool) -> Deferred[None]:
+    def _sendRelease(
+        self, holdId: str, writer: bool, answered: Callable[[int, float, bool], None]
+    ) -> Deferred[None]:
         """
-        Release the hold C{holdId} in the store, already forgotten here; call L{_released} with
-        the store's answer.
+        Release the hold C{holdId} in the store, already forgotten here; call C{answered} with
+        the store's answer (whether the hold was still there), the time the command was sent,
+        and C{writer}.
         """
 
     @abstractmethod
@@ -259,8 +291,10 @@ class _RemoteLock(ABC):
     def _release(self, writer: bool) -> Deferred[None]:
         for holdId, w in self._holds.items():
             if w == writer:
+                deadline = self._deadlines[holdId]
                 self._forget(holdId)
-                return self._sendRelease(holdId, writer)
+                sent = self._sendRelease(holdId, writer, self._released)
+                return sent.addErrback(self._releaseFailed, holdId, writer, deadline)
         if self._lostHolds[writer]:
             self._lostHolds[writer] -= 1
             return fail(self._lostError(writer))
@@ -275,6 +309,51 @@ class _RemoteLock(ABC):
         """
         if not held:
             raise self._lostError(writer)
+
+    def _releaseFailed(
+        self, failure: Failure, holdId: str, writer: bool, deadline: float
+    ) -> Deferred[None]:
+        """
+        The release of C{holdId}, whose lease runs out at C{deadline}, failed.  If the store is
+        away, send it again once it is back, until the store answers or the lease has run out
+        (then the store drops the hold by itself): the waiters of every client need not wait for
+        the lease.  A release sent again finds the hold gone if its first send had released it
+        before the connection dropped: that is no loss.
+        """
+        if not self._isConnectionError(failure) or self._closed():
+            return fail(failure)
+        done: Deferred[None] = Deferred()
+
+        def send() -> None:
+            again = self._sendRelease(holdId, writer, lambda held, sent, writer: None)
+            again.addCallbacks(finish, failed)
+
+        def failed(failure: Failure) -> None:
+            if done.called:
+                return
+            if not self._isConnectionError(failure) or self._closed():
+                finish(failure)
+            elif self._clock.seconds() < deadline:
+                # A send waits for the connection; one that fails at once is not sent again in
+                # the same turn, nor more than 20 times a second.
+                self._clock.callLater(_RESEND_DELAY, send)
+            else:
+                finish(None)
+
+        def finish(result: Failure | None) -> None:
+            if done.called:
+                return
+            if timer.active():
+                timer.cancel()
+            if result is None:
+                done.callback(None)
+            else:
+                done.errback(result)
+
+        # When the lease runs out, the store drops the hold if nothing reached it: done.
+        timer = self._clock.callLater(max(0.0, deadline - self._clock.seconds()), finish, None)
+        failed(failure)
+        return done
 
     def _lostError(self, writer: bool) -> LockLostError:
         return LockLostError(f"{self._releaseCall(writer)}: the hold of {self!r} was lost")

@@ -188,7 +188,7 @@ class RedisClient:
         commands: Any,
         subscriber: Any,
         subscriptions: _Subscriptions,
-        script: str,
+        script: list[str],
     ) -> None:
         """
         Use L{openClient}.
@@ -204,7 +204,7 @@ class RedisClient:
         return self.subscriptions.dbid
 
     def loadScript(self) -> Deferred[None]:
-        loaded = self._commands.handler.script_load(self._script)
+        loaded = gatherResults([self._commands.handler.script_load(s) for s in self._script])
         return cast(Deferred[None], loaded.addCallback(lambda _: None))
 
     def run(
@@ -281,7 +281,7 @@ def openClient(
     password: str | None,
     connectTimeout: float,
     reactor: Any,
-    script: str,
+    script: list[str],
 ) -> Deferred[RedisClient]:
     """
     Connect to Redis, and load the lock C{script}.
