@@ -16,7 +16,7 @@ from itertools import count
 from typing import Any, cast
 from uuid import uuid4
 
-from twisted.internet.defer import Deferred, DeferredList, fail
+from twisted.internet.defer import Deferred, DeferredList, FirstError, fail, gatherResults
 from twisted.python.failure import Failure
 
 from txrwlock._remote import LockLostError, RemoteLockSide, _RemoteLock, _Timer, checkLease
@@ -125,6 +125,7 @@ class RedisLocks:
         name: str,
         lease: float = 30.0,
         lost: Callable[[RedisReadersWriterLock, bool], object] | None = None,
+        minReplicas: int = 0,
     ) -> RedisReadersWriterLock:
         """
         A lock shared with every client of this Redis database that uses the same C{name}.
@@ -137,18 +138,28 @@ class RedisLocks:
             object renews them every C{lease / 3} seconds.
         @param lost: called with the lock and whether the hold was the writer's, each time this
             object loses a hold because its lease ran out unrenewed.
-        @raise TypeError: if C{name} is not a string.
-        @raise ValueError: if C{name} is empty, or C{lease} is not finite or shorter than
-            L{MINIMUM_LEASE<txrwlock._remote.MINIMUM_LEASE>} (10 ms).
+        @param minReplicas: hand over a grant only once this many replicas of Redis have
+            acknowledged it (C{WAIT}, on the command connection, right after the grant), so that a
+            failover to one of them keeps the hold; a grant not acknowledged within a third of
+            the lease is given back, and the acquire tries again (a try-acquire reports
+            C{False}).  Per lock, since it costs a replica's round trip on every acquire.
+        @raise TypeError: if C{name} is not a string, or C{minReplicas} not an integer.
+        @raise ValueError: if C{name} is empty, C{lease} is not finite or shorter than
+            L{MINIMUM_LEASE<txrwlock._remote.MINIMUM_LEASE>} (10 ms), or C{minReplicas} is
+            negative.
         """
         if not isinstance(name, str):
             raise TypeError(f"a lock's name must be a string, not {name!r}")
         if not name:
             raise ValueError("a lock's name must not be empty")
         checkLease(lease)
+        if not isinstance(minReplicas, int) or isinstance(minReplicas, bool):
+            raise TypeError(f"lock(): minReplicas must be an integer, not {minReplicas!r}")
+        if minReplicas < 0:
+            raise ValueError(f"lock(): minReplicas must not be negative, not {minReplicas!r}")
         if self._closed:
             raise connectionError("RedisLocks.lock() called after disconnect()")
-        lock = RedisReadersWriterLock(self, name, lease, lost)
+        lock = RedisReadersWriterLock(self, name, lease, lost, minReplicas)
         self._client.subscriptions.add(lock)
         return lock
 
@@ -269,6 +280,7 @@ class RedisReadersWriterLock(_RemoteLock):
         name: str,
         lease: float,
         lost: Callable[[RedisReadersWriterLock, bool], object] | None,
+        minReplicas: int = 0,
     ) -> None:
         """
         Use L{RedisLocks.lock}.
@@ -286,6 +298,14 @@ class RedisReadersWriterLock(_RemoteLock):
         leaseMs = b"%d" % math.ceil(lease * 1000)
         self._common = b"".join(_bulk(b"%d" % len(keys), *keys, tag.encode(), leaseMs))
         self._heads = {op: self._head(op, 1) for op in _OPERATIONS if op != b"s"}
+        # With minReplicas, every try is followed by a WAIT for that many replicas, a third of
+        # the lease at most (never 0: WAIT's 0 waits for ever).
+        self._minReplicas = minReplicas
+        self._waitReplicas: _Command | None = None
+        if minReplicas:
+            timeout = b"%d" % math.ceil(lease * 1000 / 3)
+            wait = _bulk(b"WAIT", b"%d" % minReplicas, timeout)
+            self._waitReplicas = _Command(b"".join([b"*3\r\n", *wait]))
         self._waiting: dict[str, _Acquire] = {}
         self._retryTimer: _Timer | None = None
 
@@ -383,9 +403,26 @@ class RedisReadersWriterLock(_RemoteLock):
         a.inFlight = True
         a.again = False
         op = (b"w" if a.queue else b"t") if a.writer else b"r"
-        self._run(self._command(op, a.id), self._tried, a).addErrback(self._tryFailed, a)
+        if self._waitReplicas is None:
+            self._run(self._command(op, a.id), self._tried, a).addErrback(self._tryFailed, a)
+            return
+        # The WAIT goes right after the try, on the same connection: it counts the replicas that
+        # have what the try wrote.
+        tried = self._run(self._command(op, a.id), lambda reply, sent: (reply, sent))
+        acked = self._run(self._waitReplicas, lambda acks, sent: acks)
+        both = gatherResults([tried, acked], consumeErrors=True)
+        both.addCallbacks(
+            self._triedAcked, self._triedAckedFailed, callbackArgs=(a,), errbackArgs=(a,)
+        )
 
-    def _tried(self, reply: int, sent: float, a: _Acquire) -> None:
+    def _triedAcked(self, replies: list[Any], a: _Acquire) -> None:
+        (reply, sent), acks = replies
+        self._tried(reply, sent, a, acks)
+
+    def _triedAckedFailed(self, failure: Failure, a: _Acquire) -> None:
+        self._tryFailed(cast(FirstError, failure.value).subFailure, a)
+
+    def _tried(self, reply: int, sent: float, a: _Acquire, acks: int | None = None) -> None:
         a.inFlight = False
         if a.deferred.called:
             # Cancelled, or failed by disconnect(), which sent its removal.  That may have run
@@ -393,7 +430,16 @@ class RedisReadersWriterLock(_RemoteLock):
             if reply > 0 or a.writer:
                 self._remove(a.id)
             return
-        if reply > 0 and self._clock.seconds() >= sent + self.lease:
+        if reply > 0 and acks is not None and acks < self._minReplicas:
+            # Too few replicas have the grant: a failover now could lose it.  Give it back; a
+            # try says no, a waiter tries again (its WAIT has already waited a while).
+            self._remove(a.id)
+            if a.queue:
+                self._try(a)
+            else:
+                del self._waiting[a.id]
+                a.deferred.callback(False)
+        elif reply > 0 and self._clock.seconds() >= sent + self.lease:
             # Redis may have run the try as late as now (it stalled, or the reply was slow): the
             # grant's lease may have run out already.  Ask again: the same id is granted again,
             # with a new lease (or waits, if the grant ran out and another took the lock).

@@ -1,0 +1,321 @@
+"""
+Tests for L{txrwlock.redis} under the faults production brings: a holder or Redis paused past a
+lease, a release cut off by a dropped connection, Redis losing its data, a replica that does not
+acknowledge.  Each against real C{redis-server}s (and worker processes), as in
+L{tests.test_redis}, whose fixtures these tests share; where only time matters, the locks' clock
+is a L{task.Clock}, moved by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import txredisapi
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+
+from tests.redisserver import RedisServer, requireRedis
+from tests.test_redis import _bounded, _deferred, _RedisTestCase, _sleep, _until, reactor
+from txrwlock import LockNotHeldError
+from txrwlock.redis import RedisLocks, RedisReadersWriterLock
+
+# Redis's clock, in µs, in one integer reply.
+_TIME_US = "local t = redis.call('TIME') return t[1] * 1000000 + t[2]"
+
+
+def _serverTime(server: RedisServer) -> int:
+    """
+    @return: C{server}'s clock (C{TIME}), in µs.
+    """
+    return int(server.command("EVAL", _TIME_US, "0")[1:])
+
+
+def _resume(server: RedisServer) -> None:
+    """
+    Let a server paused by L{RedisServer.pause} run again.
+    """
+    assert server.process is not None
+    os.kill(server.process.pid, signal.SIGCONT)
+
+
+async def _writeToken(lock: RedisReadersWriterLock, seconds: float = 20.0) -> int:
+    """
+    Take the write hold and give it back, trying again while Redis is away (it restarts).
+
+    @return: its fencing token.
+    """
+    deadline = reactor.seconds() + seconds
+    while True:
+        try:
+            await lock.writerAcquire()
+        except txredisapi.ConnectionError:
+            if reactor.seconds() > deadline:
+                raise
+            await _sleep(0.1)
+            continue
+        token = lock.fencingToken
+        assert token is not None
+        await lock.writerRelease()
+        return token
+
+
+class ClockTests(_RedisTestCase):
+    """
+    A lock whose clock is a L{task.Clock} (a real Redis, fake time): what a hold past its lease,
+    or a grant that comes back too late, looks like to the holder.
+    """
+
+    async def clocked(self, name: str, lease: float) -> tuple[task.Clock, RedisReadersWriterLock]:
+        """
+        The lock C{name} of a new client whose clock, for its commands' send times and its
+        timers, is a L{task.Clock} set to the real time.
+        """
+        locks: RedisLocks = await self.connect()
+        clock = task.Clock()
+        clock.advance(reactor.seconds())
+        locks._reactor = locks._client.reactor = clock
+        return clock, locks.lock(name, lease=lease)
+
+    @_deferred
+    async def test_holdPastLeaseNotHeld(self) -> None:
+        """
+        Once a hold's lease has run out by the clock, it is not reported as held, though no
+        timer has run yet (the process was paused): not by C{isWriting}, C{fencingToken},
+        C{isReading} nor the sides' C{locked}.
+        """
+        clock, lock = await self.clocked("x", 1.0)
+        await lock.writerAcquire()
+        self.assertEqual((lock.isWriting, lock.writer.locked), (True, True))
+        self.assertIsNotNone(lock.fencingToken)
+        clock.rightNow += 1.0
+        self.assertEqual(
+            (lock.isWriting, lock.fencingToken, lock.writer.locked), (False, None, False)
+        )
+        await lock.writerRelease()
+        await lock.readerAcquire()
+        await lock.readerAcquire()
+        self.assertEqual((lock.isReading, lock.reader.locked), (True, True))
+        clock.rightNow += 1.0
+        self.assertEqual((lock.isReading, lock.reader.locked), (False, False))
+        await lock.readerRelease()
+        await lock.readerRelease()
+
+    @_deferred
+    async def test_lateGrantAskedAgain(self) -> None:
+        """
+        A grant whose reply comes when its lease could have run out (Redis may have run the
+        command that late) is not handed over as it is: the acquire asks again, and fires with
+        a hold whose lease is fresh, and the same fencing token.
+        """
+        clock, lock = await self.clocked("x", 1.0)
+        seen: list[tuple[bool, bool]] = []
+
+        def see(lock: RedisReadersWriterLock) -> None:
+            seen.append((lock.isWriting, lock.isReading))
+
+        for acquire in (lock.writerAcquire, lock.readerAcquire):
+            seen.clear()
+            acquiring: Deferred[Any] = acquire()
+            clock.rightNow += 1.0  # the reply comes after the lease, by the clock
+            await _bounded(acquiring.addCallback(see))
+            self.assertEqual(
+                seen, [(True, False)] if acquire == lock.writerAcquire else [(False, True)]
+            )
+            if lock.isWriting:
+                token = self.server.command("HGET", "txrwlock:{0:x}:w", "token")
+                self.assertEqual(lock.fencingToken, int(token))
+                await lock.writerRelease()
+            else:
+                await lock.readerRelease()
+
+    @_deferred
+    async def test_leaseRoundedUpInMicroseconds(self) -> None:
+        """
+        Redis keeps a hold for at least its lease from when it grants it: the deadline is in
+        µs, the lease rounded up to the ms (10.1 ms: 11 ms), so that Redis never drops a hold
+        before its holder, which counts the lease from before it sent the command, gives up.
+        """
+        _, lock = await self.clocked("x", 0.0101)
+        before = _serverTime(self.server)
+        await lock.writerAcquire()
+        after = _serverTime(self.server)
+        deadline = int(self.server.command("HGET", "txrwlock:{0:x}:w", "deadline"))
+        self.assertTrue(before + 11000 <= deadline <= after + 11000, (before, deadline, after))
+        await lock.writerRelease()
+
+
+class PauseTests(_RedisTestCase):
+    """
+    A holder, or Redis, frozen (SIGSTOP) for longer than a lease.
+    """
+
+    timeout = 120
+
+    @_deferred
+    async def test_pausedHolder(self) -> None:
+        """
+        A worker paused past its lease, resumed, sees at once that it does not write: its first
+        callback, due while it was paused, finds C{isWriting} false, before the timer that says
+        the hold is lost has run.
+        """
+        holder = self.spawn("hold", "x", 1.5, 1.0)
+        await _bounded(holder.line("HOLDING"), 30)
+        assert holder.transport is not None
+        pid = holder.transport.pid
+        os.kill(pid, signal.SIGSTOP)
+        await _sleep(2.0)
+        os.kill(pid, signal.SIGCONT)
+        await _bounded(holder.ended, 30)
+        self.assertIn("LOST", holder.lines)
+        self.assertNotIn("KEPT", holder.lines)
+
+    @_deferred
+    async def test_stalledRedis(self) -> None:
+        """
+        A waiter whose try is in flight while Redis stalls past the lease is not handed the
+        grant Redis gives it once it runs again (its reply comes too late to trust): it asks
+        again, and keeps the lock.
+        """
+        lost: list[bool] = []
+        a, b = await self.clients(2, "x", lease=0.5)
+        b._lost = lambda lock, writer: lost.append(writer)
+        await a.writerAcquire()
+        writing = b.writerAcquire()
+        await self.settle(a)
+        seen: list[bool] = []
+        writing.addCallback(lambda lock: seen.append(lock.isWriting))
+        self.server.pause()
+        b._retry()  # as if told to: its try is in flight while Redis stalls
+        await _sleep(1.0)
+        _resume(self.server)
+        await _bounded(writing)
+        self.assertEqual(seen, [True])
+        await _sleep(0.3)
+        self.assertEqual((b.isWriting, lost), (True, []))
+        await b.writerRelease()
+
+
+class ReleaseTests(_RedisTestCase):
+    """
+    A release whose connection drops before Redis answers.
+    """
+
+    @_deferred
+    async def test_cutOffRelease(self) -> None:
+        """
+        A release cut off by a dropped connection is sent again once reconnected: the waiter
+        gets the lock long before the 30 s lease would have freed it.  Locally the side is free
+        at once, and a second release raises L{LockNotHeldError}.
+        """
+        a, b = await self.clients(2, "x")
+        await a.writerAcquire()
+        writing = b.writerAcquire()
+        await self.settle(a)
+        # Scripts that write wait while Redis is paused for writes; then the connections drop.
+        self.server.command("CLIENT", "PAUSE", "10000", "WRITE")
+        releasing = a.writerRelease()
+        self.assertFalse(a.isWriting)
+        self.assertRaises(LockNotHeldError, a.writerRelease)
+        await _sleep(0.1)
+        self.assertFalse(releasing.called)
+        self.server.command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        self.server.command("CLIENT", "UNPAUSE")
+        await _bounded(releasing, 10)
+        await _bounded(writing, 10)
+        self.assertTrue(b.isWriting)
+        await b.writerRelease()
+
+
+class DataLossTests(_RedisTestCase):
+    """
+    Redis losing data: restarted without persistence, or crashed back to an older snapshot.
+    Fencing tokens still only grow.
+    """
+
+    timeout = 120
+
+    @_deferred
+    async def test_restartWithoutData(self) -> None:
+        """
+        After a restart that lost everything, the next writer's token is larger than every
+        token handed out before.
+        """
+        (a,) = await self.clients(1, "x")
+        before = [await _writeToken(a) for _ in range(3)]
+        self.server.stop()
+        (self.server.directory / "dump.rdb").unlink(missing_ok=True)  # an earlier test's SAVE
+        self.server.start()
+        self.assertEqual(self.server.command("EXISTS", "txrwlock:{0:x}:n"), b":0")
+        after = await _writeToken(a)
+        self.assertGreater(after, max(before))
+
+    @_deferred
+    async def test_olderSnapshot(self) -> None:
+        """
+        After a crash back to a snapshot older than the last grants, the next writer's token is
+        larger than every token handed out before the crash.
+        """
+        (a,) = await self.clients(1, "x")
+        await _writeToken(a)
+        self.server.command("SAVE")
+        later = [await _writeToken(a) for _ in range(3)]
+        self.server.stop(signal.SIGKILL)
+        self.server.start()
+        after = await _writeToken(a)
+        self.assertGreater(after, max(later))
+
+
+class ReplicaTests(_RedisTestCase):
+    """
+    A lock with C{minReplicas}, on a Redis with one replica.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.replica = RedisServer(
+            requireRedis(self), self.mktemp(), "--replicaof", "127.0.0.1", str(self.server.port)
+        )
+        self.replica.start()
+        self.addCleanup(self.replica.stop)
+
+    def synced(self) -> bool:
+        return b"master_link_status:up" in self.replica.command("INFO", "replication")
+
+    @_deferred
+    async def test_minReplicas(self) -> None:
+        """
+        With C{minReplicas=1}, grants go through while the replica acknowledges them; while it
+        is paused they are given back (a try says no, a waiter waits), and the waiter gets the
+        lock once the replica is back.
+        """
+        await _until(self.synced)
+        locks = await self.connect()
+        lock = locks.lock("x", lease=0.6, minReplicas=1)
+        (other,) = await self.clients(1, "x")
+        await _bounded(lock.writerAcquire())
+        await lock.writerRelease()
+        self.assertTrue(await lock.tryReaderAcquire())
+        await lock.readerRelease()
+        self.replica.pause()
+        self.assertFalse(await lock.tryWriterAcquire())
+        self.assertFalse(lock.isWriting)
+        writing = lock.writerAcquire()
+        await _sleep(1.0)
+        self.assertFalse(writing.called)
+        _resume(self.replica)
+        await _bounded(writing)
+        self.assertTrue(lock.isWriting)
+        self.assertFalse(await other.tryReaderAcquire())
+        await lock.writerRelease()
+
+    @_deferred
+    async def test_badMinReplicas(self) -> None:
+        """
+        C{lock()} refuses a C{minReplicas} that is not a non-negative integer.
+        """
+        locks = await self.connect()
+        self.assertRaisesWithMessage(TypeError, "minReplicas", locks.lock, "x", minReplicas=1.0)
+        self.assertRaisesWithMessage(TypeError, "minReplicas", locks.lock, "x", minReplicas=True)
+        self.assertRaisesWithMessage(ValueError, "minReplicas", locks.lock, "x", minReplicas=-1)
