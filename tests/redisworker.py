@@ -9,6 +9,9 @@ Modes:
     the torn reads seen and the holds lost.
   - C{hold}: take the write lock, print C{HOLDING <token>}, keep it ARG seconds, print
     C{KEPT} if it still holds it (else C{LOST}), release it and print C{RELEASED}.
+  - C{check}: take the write lock, print C{HOLDING <token>}, and half a lease later print
+    C{WRITING <isWriting>}: if the worker is paused past its lease meanwhile, this runs on resume
+    before the timer that loses the hold, due at the end of the lease.
 """
 
 from __future__ import annotations
@@ -73,9 +76,20 @@ async def hold(reactor: Any, port: int, name: str, lease: float, seconds: float)
     await locks.disconnect()
 
 
+async def check(reactor: Any, port: int, name: str, lease: float) -> None:
+    locks = await connect("127.0.0.1", port, reactor=reactor)
+    lock = locks.lock(name, lease=lease)
+    await lock.writerAcquire()
+    say(f"HOLDING {lock.fencingToken}")
+    await task.deferLater(reactor, lease / 2, lambda: None)
+    say(f"WRITING {lock.isWriting}")
+
+
 def main(reactor: Any, mode: str, port: str, name: str, lease: str, arg: str) -> Deferred[None]:
     if mode == "counter":
         work = counter(reactor, int(port), name, float(lease), int(arg))
+    elif mode == "check":
+        work = check(reactor, int(port), name, float(lease))
     else:
         work = hold(reactor, int(port), name, float(lease), float(arg))
     return Deferred.fromCoroutine(work)
