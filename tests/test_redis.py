@@ -508,6 +508,29 @@ class ClientsTests(_RedisTestCase):
         self.assertEqual(locks.lock("x", lease=0.01).lease, 0.01)
 
     @_deferred
+    async def test_subscribeOnlyToWait(self) -> None:
+        """
+        A lock object subscribes to its channel only once one of its acquires has to wait: names
+        used without contention cost no subscription.  The waiter still gets the lock when told.
+        """
+        a, b = await self.clients(2)
+        numsub = "return redis.call('PUBSUB', 'NUMSUB', ARGV[1])[2]"
+
+        def subscribers() -> bytes:
+            return self.server.command("EVAL", numsub, "0", "txrwlock:{0:inventory}")
+
+        await a.writerAcquire()
+        await a.writerRelease()
+        self.assertTrue(await b.tryWriterAcquire())
+        await self.settle(a)
+        self.assertEqual(subscribers(), b":0")
+        writing = a.writerAcquire()
+        await _until(lambda: subscribers() == b":1")
+        await b.writerRelease()
+        await _bounded(writing)
+        await a.writerRelease()
+
+    @_deferred
     async def test_tryAcquire(self) -> None:
         """
         A try takes the lock only when it can now without jumping the queue, and never waits.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections.abc import Callable
 from hashlib import sha1
 from importlib.resources import files
@@ -112,6 +113,8 @@ class RedisLocks:
         self._clientId = uuid4().hex
         self._ids = count()
         self._closed = False
+        # Every lock made and still referenced, for disconnect().
+        self._objects: weakref.WeakSet[RedisReadersWriterLock] = weakref.WeakSet()
 
     @property
     def dbid(self) -> int:
@@ -160,7 +163,7 @@ class RedisLocks:
         if self._closed:
             raise connectionError("RedisLocks.lock() called after disconnect()")
         lock = RedisReadersWriterLock(self, name, lease, lost, minReplicas)
-        self._client.subscriptions.add(lock)
+        self._objects.add(lock)
         return lock
 
     def disconnect(self, timeout: float = 2.0) -> Deferred[None]:
@@ -174,8 +177,7 @@ class RedisLocks:
         @return: a L{Deferred} that fires once both connections are closed.
         """
         self._closed = True
-        locks = cast(list[RedisReadersWriterLock], self._client.subscriptions.locks())
-        removals = [d for lock in locks for d in lock._close()]
+        removals = [d for lock in list(self._objects) for d in lock._close()]
         # Not a timeout on the removals: cancelling them would leave their replies unread.
         given: Deferred[None] = Deferred()
         timer = self._reactor.callLater(timeout, given.callback, None)
@@ -267,6 +269,9 @@ class RedisReadersWriterLock(_RemoteLock):
     # Invariants, besides those of _RemoteLock:
     #   - _waiting has the acquires whose Deferreds have not fired, tries included (those that
     #     do not queue: their one try is in flight).
+    #   - _listening is whether this object listens on its channel: exactly while an acquire
+    #     of _waiting has waited (a try failed), so that a lock never contended costs the client
+    #     no subscription.
     #   - _retryTimer, if active, is due no later than the earliest lease in Redis that keeps a
     #     waiter of this object out, as Redis last told it.
 
@@ -307,6 +312,7 @@ class RedisReadersWriterLock(_RemoteLock):
             wait = _bulk(b"WAIT", b"%d" % minReplicas, timeout)
             self._waitReplicas = _Command(b"".join([b"*3\r\n", *wait]))
         self._waiting: dict[str, _Acquire] = {}
+        self._listening = False
         self._retryTimer: _Timer | None = None
 
     def writerDowngrade(self) -> Deferred[RedisReadersWriterLock]:
@@ -437,7 +443,7 @@ class RedisReadersWriterLock(_RemoteLock):
             if a.queue:
                 self._try(a)
             else:
-                del self._waiting[a.id]
+                self._left(a)
                 a.deferred.callback(False)
         elif reply > 0 and self._clock.seconds() >= sent + self.lease:
             # Redis may have run the try as late as now (it stalled, or the reply was slow): the
@@ -445,20 +451,42 @@ class RedisReadersWriterLock(_RemoteLock):
             # with a new lease (or waits, if the grant ran out and another took the lock).
             self._try(a)
         elif reply > 0:
-            del self._waiting[a.id]
+            self._left(a)
             self._granted(a.id, a.writer, reply, sent)
             a.deferred.callback(self if a.queue else True)
         elif not a.queue:
-            del self._waiting[a.id]
+            self._left(a)
             a.deferred.callback(False)
         else:
             a.waited = True
             if reply < 0:
                 self._retryAfter((-1 - reply) / 1000)
-            if a.again:
+            if not self._listening:
+                self._listen()
+            elif a.again:
                 self._try(a)
             else:
                 self._watch()
+
+    def _listen(self) -> None:
+        """
+        Listen on the lock's channel, for the first waiter of this object; then every waiter
+        tries again, since what was published before was missed.
+        """
+        self._listening = True
+        # The client subscribes to a channel new to it, and retries every listener of the
+        # channel once subscribed; on a channel it has, this object listens from now on.
+        self._locks._client.subscriptions.add(self)
+        self._retry()
+
+    def _left(self, a: _Acquire) -> None:
+        """
+        C{a} leaves L{_waiting}: stop listening if no waiter is left.
+        """
+        self._waiting.pop(a.id, None)
+        if self._listening and not any(w.waited for w in self._waiting.values()):
+            # The client keeps its subscription to the channel (it has no unsubscribe yet).
+            self._listening = False
 
     def _tryFailed(self, failure: Failure, a: _Acquire) -> None:
         a.inFlight = False
@@ -468,13 +496,13 @@ class RedisReadersWriterLock(_RemoteLock):
             # A waiter keeps waiting through a lost connection: the next try waits for Redis.
             self._try(a)
             return
-        self._waiting.pop(a.id, None)
+        self._left(a)
         # The try may have been granted, or queued this writer, before the failure.
         self._remove(a.id)
         a.deferred.errback(failure)
 
     def _cancel(self, a: _Acquire) -> None:
-        self._waiting.pop(a.id, None)
+        self._left(a)
         if a.writer or a.inFlight:
             self._remove(a.id)
 
@@ -561,6 +589,7 @@ class RedisReadersWriterLock(_RemoteLock):
         self._retryTimer = None
         waiting = list(self._waiting.values())
         self._waiting.clear()
+        self._listening = False
         removals = [self._remove(a.id) for a in waiting if a.writer or a.inFlight]
         for a in waiting:
             a.deferred.errback(connectionError(f"{self!r}: RedisLocks disconnected"))
