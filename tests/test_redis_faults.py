@@ -270,6 +270,9 @@ class ReplicaTests(_RedisTestCase):
     A lock with C{minReplicas}, on a Redis with one replica.
     """
 
+    # The replica's first sync starts at once, not after the default 5 s wait for others.
+    options = ("--repl-diskless-sync-delay", "0")
+
     def setUp(self) -> None:
         super().setUp()
         self.replica = RedisServer(
