@@ -14,7 +14,7 @@ from typing import Any
 
 import txredisapi
 from twisted.internet import task
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 
 from tests.redisserver import RedisServer, requireRedis
 from tests.test_redis import _bounded, _deferred, _RedisTestCase, _sleep, _until, reactor
@@ -224,6 +224,29 @@ class ReleaseTests(_RedisTestCase):
         await _bounded(writing, 10)
         self.assertTrue(b.isWriting)
         await b.writerRelease()
+
+    @_deferred
+    async def test_cutOffCancel(self) -> None:
+        """
+        A waiting writer cancelled while its connection drops gives up its place once
+        reconnected: the reader waiting behind it goes in long before the 30 s lease.
+        """
+        a, b, c = await self.clients(3, "x")
+        await a.readerAcquire()
+        writing = b.writerAcquire()
+        await self.settle(a)
+        reading = c.readerAcquire()
+        await self.settle(a)
+        self.server.command("CLIENT", "PAUSE", "10000", "WRITE")
+        writing.cancel()
+        self.assertIsInstance(await writing.addErrback(lambda f: f.value), CancelledError)
+        await _sleep(0.1)
+        self.server.command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        self.server.command("CLIENT", "UNPAUSE")
+        await _bounded(reading, 10)
+        self.assertTrue(c.isReading)
+        await c.readerRelease()
+        await a.readerRelease()
 
 
 class DataLossTests(_RedisTestCase):

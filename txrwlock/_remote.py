@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
+from functools import partial
 from inspect import isawaitable
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar
@@ -52,6 +53,12 @@ def checkLease(lease: float) -> None:
             f"lock(): a lease must be a finite number of seconds, at least {MINIMUM_LEASE},"
             f" not {lease!r}"
         )
+
+
+def _ignore(*args: object) -> None:
+    """
+    Take any answer, and do nothing with it.
+    """
 
 
 class _Timer(Protocol):
@@ -253,8 +260,8 @@ class _RemoteLock(ABC):
     @abstractmethod
     def _remove(self, holdId: str) -> Deferred[None]:
         """
-        Drop the hold C{holdId} in the store, for nobody's sake: if that fails, its lease runs
-        out.  Never fails.
+        Drop the hold or place C{holdId} in the store, for nobody's sake: sent again while the
+        store is away (see L{_sendAgain}), until its lease has run out.  Never fails.
         """
 
     @abstractmethod
@@ -294,7 +301,10 @@ class _RemoteLock(ABC):
                 deadline = self._deadlines[holdId]
                 self._forget(holdId)
                 sent = self._sendRelease(holdId, writer, self._released)
-                return sent.addErrback(self._releaseFailed, holdId, writer, deadline)
+                # Sent again, the release may find the hold gone because its first send released
+                # it before the connection dropped: no loss, then.
+                again = partial(self._sendRelease, holdId, writer, _ignore)
+                return sent.addErrback(self._sendAgain, again, deadline)
         if self._lostHolds[writer]:
             self._lostHolds[writer] -= 1
             return fail(self._lostError(writer))
@@ -310,23 +320,24 @@ class _RemoteLock(ABC):
         if not held:
             raise self._lostError(writer)
 
-    def _releaseFailed(
-        self, failure: Failure, holdId: str, writer: bool, deadline: float
+    def _sendAgain(
+        self, failure: Failure, again: Callable[[], Deferred[None]], deadline: float
     ) -> Deferred[None]:
         """
-        The release of C{holdId}, whose lease runs out at C{deadline}, failed.  If the store is
-        away, send it again once it is back, until the store answers or the lease has run out
-        (then the store drops the hold by itself): the waiters of every client need not wait for
-        the lease.  A release sent again finds the hold gone if its first send had released it
-        before the connection dropped: that is no loss.
+        A release, or a removal, failed with C{failure}.  If the store is away, send it again
+        (C{again()}) once it is back, until the store answers or the lease of what it gives up
+        has run out, at C{deadline} (then the store drops it by itself): the waiters of every
+        client need not wait for the lease.
+
+        @return: a L{Deferred} that fires once the store answered, or at C{deadline}, or fails
+            with a failure other than the store being away.
         """
         if not self._isConnectionError(failure) or self._closed():
             return fail(failure)
         done: Deferred[None] = Deferred()
 
         def send() -> None:
-            again = self._sendRelease(holdId, writer, lambda held, sent, writer: None)
-            again.addCallbacks(finish, failed)
+            again().addCallbacks(finish, failed)
 
         def failed(failure: Failure) -> None:
             if done.called:
@@ -350,7 +361,7 @@ class _RemoteLock(ABC):
             else:
                 done.errback(result)
 
-        # When the lease runs out, the store drops the hold if nothing reached it: done.
+        # When the lease runs out, the store drops what is given up if nothing reached it: done.
         timer = self._clock.callLater(max(0.0, deadline - self._clock.seconds()), finish, None)
         failed(failure)
         return done

@@ -20,7 +20,14 @@ from uuid import uuid4
 from twisted.internet.defer import Deferred, DeferredList, FirstError, fail, gatherResults
 from twisted.python.failure import Failure
 
-from txrwlock._remote import LockLostError, RemoteLockSide, _RemoteLock, _Timer, checkLease
+from txrwlock._remote import (
+    LockLostError,
+    RemoteLockSide,
+    _ignore,
+    _RemoteLock,
+    _Timer,
+    checkLease,
+)
 from txrwlock.redis._client import (
     RedisClient,
     _bulk,
@@ -263,7 +270,13 @@ class RedisReadersWriterLock(_RemoteLock):
     B{Faults.}  An acquire whose command is in flight when Redis goes away fails with txredisapi's
     C{ConnectionError} and holds nothing; one made while Redis is away waits for it, as do the
     waiters already waiting.  Holds whose leases have not run out when Redis comes back (with its
-    data) are kept.
+    data) are kept.  A release whose connection drops is sent again until Redis answers or the
+    hold's lease has run out.  L{isReading}, L{isWriting} and L{fencingToken} read the clock: a
+    hold past its lease is not reported as held, even before the loss is; a grant whose reply
+    comes after its lease could have run out is asked for again, never handed over.  Fencing
+    tokens keep growing when Redis loses data, as long as its clock does not go back (a token is
+    at least Redis's C{TIME} in µs).  With C{minReplicas}, a grant is handed over only once that
+    many replicas acknowledged it.  The docs' "Running in production" has the whole table.
     """
 
     # Invariants, besides those of _RemoteLock:
@@ -548,7 +561,15 @@ class RedisReadersWriterLock(_RemoteLock):
         return self._run(self._command(b"y" if writer else b"x", holdId), answered, writer)
 
     def _remove(self, holdId: str) -> Deferred[None]:
-        d = self._run(self._command(b"x", holdId), lambda reply, sent: None)
+        # Sent again if the connection drops, until Redis answers or a lease from now, by when
+        # what it gives up has run out anyway: a waiter cancelled then must not keep the others
+        # out for a lease.
+        command = self._command(b"x", holdId)
+
+        def send() -> Deferred[None]:
+            return self._run(command, _ignore)
+
+        d = send().addErrback(self._sendAgain, send, self._clock.seconds() + self.lease)
         return d.addErrback(self._logUnlessConnectionError, "give up a hold or place")
 
     # Leases
