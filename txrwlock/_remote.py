@@ -27,7 +27,8 @@ __all__ = ["MINIMUM_LEASE", "LockLostError", "RemoteLockSide", "checkLease"]
 # room to spare, or every grant is lost at once.
 MINIMUM_LEASE = 0.01
 
-# Seconds between two sends of a release that failed with the store away (see _releaseFailed).
+# Seconds between two sends of a release or removal that failed with the store away (see
+# _RemoteLock._sendAgain).
 _RESEND_DELAY = 0.05
 
 _T = TypeVar("_T")

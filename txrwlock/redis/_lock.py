@@ -313,7 +313,7 @@ class RedisReadersWriterLock(_RemoteLock):
         # of the commands on one hold id, up to the id, for each operation.  The lease goes to
         # Redis rounded up, so that Redis never drops a hold before this object gives it up.
         keys = [f"{tag}:{letter}".encode() for letter in "hwqpnr"]
-        leaseMs = b"%d" % math.ceil(lease * 1000)
+        leaseMs = b"%d" % math.ceil(round(lease * 1e6) / 1000)  # 0.3 s: 300, not 301
         self._common = b"".join(_bulk(b"%d" % len(keys), *keys, tag.encode(), leaseMs))
         self._heads = {op: self._head(op, 1) for op in _OPERATIONS if op != b"s"}
         # With minReplicas, every try is followed by a WAIT for that many replicas, a third of
