@@ -1091,11 +1091,11 @@ class ProcessesTests(_RedisTestCase):
     @_deferred
     async def test_counter(self) -> None:
         """
-        8 workers each do 100 non-atomic read-modify-writes of a counter under the write lock,
+        6 workers each do 100 non-atomic read-modify-writes of a counter under the write lock,
         and check under the read lock that it is never half-written: no update is lost, no read
         torn, and the fencing tokens the store saw only grow.
         """
-        workers, times = 8, 100
+        workers, times = 6, 100
         running = [self.spawn("counter", "counter", 1.0, times) for _ in range(workers)]
         results = []
         for worker in running:
