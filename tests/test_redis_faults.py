@@ -19,7 +19,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from tests.redisserver import RedisServer, requireRedis
 from tests.test_redis import _bounded, _deferred, _RedisTestCase, _sleep, _until, reactor
 from txrwlock import LockNotHeldError
-from txrwlock.redis import RedisLocks, RedisReadersWriterLock
+from txrwlock.redis import RedisLocks, RedisReadersWriterLock, connect
 
 # Redis's clock, in µs, in one integer reply.
 _TIME_US = "local t = redis.call('TIME') return t[1] * 1000000 + t[2]"
@@ -333,6 +333,23 @@ class ReplicaTests(_RedisTestCase):
         self.assertTrue(lock.isWriting)
         self.assertFalse(await other.tryReaderAcquire())
         await lock.writerRelease()
+
+    @_deferred
+    async def test_failoverToLaggingReplica(self) -> None:
+        """
+        After a failover to a replica that missed the last grants (cut off from its primary
+        before them), the next writer's token, granted by the replica, is larger than every
+        token the primary handed out.
+        """
+        await _until(self.synced)
+        (a,) = await self.clients(1, "x")
+        await _writeToken(a)
+        await _until(lambda: self.replica.command("EXISTS", "txrwlock:{0:x}:n") == b":1")
+        self.replica.command("REPLICAOF", "NO", "ONE")  # lags from now on, then takes over
+        later = [await _writeToken(a) for _ in range(3)]
+        promoted = await connect("127.0.0.1", self.replica.port)
+        self.addCleanup(promoted.disconnect)
+        self.assertGreater(await _writeToken(promoted.lock("x")), max(later))
 
     @_deferred
     async def test_badMinReplicas(self) -> None:
