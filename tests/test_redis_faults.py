@@ -335,6 +335,26 @@ class ReplicaTests(_RedisTestCase):
         await lock.writerRelease()
 
     @_deferred
+    async def test_renewalsNeedReplicas(self) -> None:
+        """
+        With C{minReplicas=1}, a renewal or a downgrade the paused replica does not acknowledge
+        extends no lease: the holder loses its hold when the lease it last saw acknowledged runs
+        out, as a failover would have it.
+        """
+        await _until(self.synced)
+        lost: list[bool] = []
+        locks = await self.connect()
+        lock = locks.lock("x", lease=0.6, lost=lambda lock, w: lost.append(w), minReplicas=1)
+        await _bounded(lock.writerAcquire())
+        self.replica.pause()
+        deadlines = dict(lock._deadlines)
+        await lock.writerDowngrade()
+        self.assertEqual(lock._deadlines, deadlines)
+        await _until(lambda: bool(lost), 5)
+        self.assertEqual((lost, lock.isReading), ([False], False))
+        _resume(self.replica)
+
+    @_deferred
     async def test_failoverToLaggingReplica(self) -> None:
         """
         After a failover to a replica that missed the last grants (cut off from its primary

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from hashlib import sha1
 from importlib.resources import files
 from itertools import count
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from uuid import uuid4
 
 from twisted.internet.defer import Deferred, DeferredList, FirstError, fail, gatherResults
@@ -39,6 +39,8 @@ from txrwlock.redis._client import (
 from txrwlock.txrwlock import LockNotHeldError, LockStatistics
 
 __all__ = ["RedisLockSide", "RedisLocks", "RedisReadersWriterLock", "connect"]
+
+_T = TypeVar("_T")
 
 # Every transition of a lock is one run of a script of scripts/, named for what it does; the parts
 # whose names start with "_" are included by its "--#include" lines (a run defines no function it
@@ -150,9 +152,11 @@ class RedisLocks:
             object loses a hold because its lease ran out unrenewed.
         @param minReplicas: hand over a grant only once this many replicas of Redis have
             acknowledged it (C{WAIT}, on the command connection, right after the grant), so that a
-            failover to one of them keeps the hold; a grant not acknowledged within a third of
+            failover to one of them keeps the hold; a grant not acknowledged within a tenth of
             the lease is given back, and the acquire tries again (a try-acquire reports
-            C{False}).  Per lock, since it costs a replica's round trip on every acquire.
+            C{False}).  Renewals and downgrades extend a lease only once acknowledged too.  Per
+            lock, since it costs a replica's round trip on every acquire; a C{WAIT} holds up the
+            command connection, shared by every lock of this object, while it waits.
         @raise TypeError: if C{name} is not a string, or C{minReplicas} not an integer.
         @raise ValueError: if C{name} is empty, C{lease} is not finite or shorter than
             L{MINIMUM_LEASE<txrwlock._remote.MINIMUM_LEASE>} (10 ms), or C{minReplicas} is
@@ -316,12 +320,13 @@ class RedisReadersWriterLock(_RemoteLock):
         leaseMs = b"%d" % math.ceil(round(lease * 1e6) / 1000)  # 0.3 s: 300, not 301
         self._common = b"".join(_bulk(b"%d" % len(keys), *keys, tag.encode(), leaseMs))
         self._heads = {op: self._head(op, 1) for op in _OPERATIONS if op != b"s"}
-        # With minReplicas, every try is followed by a WAIT for that many replicas, a third of
-        # the lease at most (never 0: WAIT's 0 waits for ever).
+        # With minReplicas, every try, renewal and downgrade is followed by a WAIT for that many
+        # replicas, a tenth of the lease at most (never 0: WAIT's 0 waits for ever), so that
+        # renewals, every third of a lease, still come in time while the WAITs time out.
         self._minReplicas = minReplicas
         self._waitReplicas: _Command | None = None
         if minReplicas:
-            timeout = b"%d" % math.ceil(lease * 1000 / 3)
+            timeout = b"%d" % math.ceil(lease * 100)
             wait = _bulk(b"WAIT", b"%d" % minReplicas, timeout)
             self._waitReplicas = _Command(b"".join([b"*3\r\n", *wait]))
         self._waiting: dict[str, _Acquire] = {}
@@ -346,14 +351,17 @@ class RedisReadersWriterLock(_RemoteLock):
         self._holds[holdId] = False
         self._fencingToken = None
 
-        def downgraded(held: int, sent: float) -> RedisReadersWriterLock:
+        def downgraded(held: int, sent: float, acked: bool) -> RedisReadersWriterLock:
             if not held or holdId not in self._holds:
                 self._forget(holdId)
                 raise LockLostError(f"writerDowngrade() of {self!r}: the write hold was lost")
-            self._extend(holdId, sent)
+            if acked:
+                # Not acknowledged, the read hold is the primary's only: a failover would leave
+                # the write hold, as the replicas had it, lasting until its deadline, kept here.
+                self._extend(holdId, sent)
             return self
 
-        return self._run(self._command(b"d", holdId), downgraded)
+        return self._runAcked(self._command(b"d", holdId), downgraded)
 
     def statistics(self) -> Deferred[LockStatistics]:
         """
@@ -422,26 +430,27 @@ class RedisReadersWriterLock(_RemoteLock):
         a.inFlight = True
         a.again = False
         op = (b"w" if a.queue else b"t") if a.writer else b"r"
+        self._runAcked(self._command(op, a.id), self._tried, a).addErrback(self._tryFailed, a)
+
+    def _runAcked(self, command: _Command, then: Callable[..., _T], *args: object) -> Deferred[_T]:
+        """
+        Run C{command}, followed with C{minReplicas} by a C{WAIT} for the replicas, and call
+        C{then} with its reply, the time it was sent, whether enough replicas acknowledged it
+        (always, without C{minReplicas}), and C{args}.
+        """
         if self._waitReplicas is None:
-            self._run(self._command(op, a.id), self._tried, a).addErrback(self._tryFailed, a)
-            return
-        # The WAIT goes right after the try, on the same connection: it counts the replicas that
-        # have what the try wrote.
-        tried = self._run(self._command(op, a.id), lambda reply, sent: (reply, sent))
-        acked = self._run(self._waitReplicas, lambda acks, sent: acks)
-        both = gatherResults([tried, acked], consumeErrors=True)
-        both.addCallbacks(
-            self._triedAcked, self._triedAckedFailed, callbackArgs=(a,), errbackArgs=(a,)
+            return self._run(command, then, True, *args)
+        # The WAIT goes right after the command, on the same connection: it counts the replicas
+        # that have what the command wrote.
+        replied = self._run(command, lambda reply, sent: (reply, sent))
+        acked = self._run(self._waitReplicas, lambda acks, sent: acks >= self._minReplicas)
+        both = gatherResults([replied, acked], consumeErrors=True)
+        return both.addCallbacks(
+            lambda results: then(*results[0], results[1], *args),
+            lambda failure: cast(FirstError, failure.value).subFailure,
         )
 
-    def _triedAcked(self, replies: list[Any], a: _Acquire) -> None:
-        (reply, sent), acks = replies
-        self._tried(reply, sent, a, acks)
-
-    def _triedAckedFailed(self, failure: Failure, a: _Acquire) -> None:
-        self._tryFailed(cast(FirstError, failure.value).subFailure, a)
-
-    def _tried(self, reply: int, sent: float, a: _Acquire, acks: int | None = None) -> None:
+    def _tried(self, reply: int, sent: float, acked: bool, a: _Acquire) -> None:
         a.inFlight = False
         if a.deferred.called:
             # Cancelled, or failed by disconnect(), which sent its removal.  That may have run
@@ -449,7 +458,7 @@ class RedisReadersWriterLock(_RemoteLock):
             if reply > 0 or a.writer:
                 self._remove(a.id)
             return
-        if reply > 0 and acks is not None and acks < self._minReplicas:
+        if reply > 0 and not acked:
             # Too few replicas have the grant: a failover now could lose it.  Give it back; a
             # try says no, a waiter tries again (its WAIT has already waited a while).
             self._remove(a.id)
@@ -588,15 +597,17 @@ class RedisReadersWriterLock(_RemoteLock):
         if not held and not placed:
             return None
 
-        def renewed(gone: list[str], sent: float) -> None:
+        def renewed(gone: list[str], sent: float, acked: bool) -> None:
             lostIds = set(gone)
-            self._holdsRenewed(held, lostIds, sent)
+            # A renewal too few replicas acknowledged extends nothing: after a failover, the
+            # leases would run out as the replicas have them.
+            self._holdsRenewed(held if acked else [h for h in held if h in lostIds], lostIds, sent)
             for holdId in placed:
                 a = self._waiting.get(holdId)
                 if holdId in lostIds and a is not None and not a.inFlight:
                     self._try(a)  # its place ran out: queue again, at the back
 
-        return self._run(self._command(b"n", *held, *placed), renewed)
+        return self._runAcked(self._command(b"n", *held, *placed), renewed)
 
     def _close(self) -> list[Deferred[None]]:
         """
