@@ -19,7 +19,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from tests.redisserver import RedisServer, requireRedis
 from tests.test_redis import _bounded, _deferred, _RedisTestCase, _sleep, _until, reactor
 from txrwlock import LockNotHeldError
-from txrwlock.redis import RedisLocks, RedisReadersWriterLock, connect
+from txrwlock.redis import LockLostError, RedisLocks, RedisReadersWriterLock, connect
 
 # Redis's clock, in µs, in one integer reply.
 _TIME_US = "local t = redis.call('TIME') return t[1] * 1000000 + t[2]"
@@ -129,6 +129,22 @@ class ClockTests(_RedisTestCase):
                 await lock.writerRelease()
             else:
                 await lock.readerRelease()
+
+    @_deferred
+    async def test_lateReleaseCutOff(self) -> None:
+        """
+        A release made after the lease ran out by the clock, cut off by a dropped connection,
+        fails with L{LockLostError}: only Redis could have told that nobody held the lock since.
+        """
+        clock, lock = await self.clocked("x", 1.0)
+        await lock.writerAcquire()
+        clock.rightNow += 1.0
+        self.server.command("CLIENT", "PAUSE", "10000", "WRITE")
+        releasing = lock.writerRelease()
+        await _sleep(0.1)
+        self.server.command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        self.server.command("CLIENT", "UNPAUSE")
+        await self.assertInlineCbRaisesWithMsg(LockLostError, "was lost", lambda: releasing)
 
     @_deferred
     async def test_leaseRoundedUpInMicroseconds(self) -> None:

@@ -302,6 +302,10 @@ class _RemoteLock(ABC):
                 deadline = self._deadlines[holdId]
                 self._forget(holdId)
                 sent = self._sendRelease(holdId, writer, self._released)
+                if deadline <= self._clock.seconds():
+                    # Released after its lease ran out by the clock (the process was paused):
+                    # only the store's answer can tell that nobody else held it since.
+                    return sent.addErrback(self._lateReleaseFailed, writer)
                 # Sent again, the release may find the hold gone because its first send released
                 # it before the connection dropped: no loss, then.
                 again = partial(self._sendRelease, holdId, writer, _ignore)
@@ -320,6 +324,11 @@ class _RemoteLock(ABC):
         """
         if not held:
             raise self._lostError(writer)
+
+    def _lateReleaseFailed(self, failure: Failure, writer: bool) -> Failure:
+        if self._isConnectionError(failure):
+            raise self._lostError(writer)
+        return failure
 
     def _sendAgain(
         self, failure: Failure, again: Callable[[], Deferred[None]], deadline: float
