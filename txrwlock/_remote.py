@@ -194,20 +194,22 @@ class _RemoteLock(ABC):
 
     def readerRelease(self) -> Deferred[None]:
         """
-        Give back one read hold of this object.
+        Give back one read hold of this object: free here at once, and in the store once the
+        release reaches it (sent again while the store is away, until the hold's lease is over).
 
-        @return: a L{Deferred} that fires once the store has released it, or fails with
-            L{LockLostError} if it was lost.
+        @return: a L{Deferred} that fires once the store has released it (or the lease is over),
+            or fails with L{LockLostError} if it was lost.
         @raise LockNotHeldError: if this object holds no read hold (nor lost one).
         """
         return self._release(False)
 
     def writerRelease(self) -> Deferred[None]:
         """
-        Give back the write hold.
+        Give back the write hold: free here at once, and in the store once the release reaches
+        it (sent again while the store is away, until the hold's lease is over).
 
-        @return: a L{Deferred} that fires once the store has released it, or fails with
-            L{LockLostError} if it was lost.
+        @return: a L{Deferred} that fires once the store has released it (or the lease is over),
+            or fails with L{LockLostError} if it was lost.
         @raise LockNotHeldError: if this object does not hold the write hold (nor lost it).
         """
         return self._release(True)
