@@ -212,7 +212,9 @@ class _RedisTestCase(TxTestCase):
                 self.server.start()
             else:
                 os.kill(self.server.process.pid, signal.SIGCONT)
-            self.server.command("FLUSHALL")
+            flushed = self.server.command("FLUSHALL")
+            if flushed != b"+OK":  # e.g. -NOAUTH: the class's tests would see each other's keys
+                raise RuntimeError(f"could not empty the shared redis-server: {flushed!r}")
             return
         if running:
             running.pop()[1].stop()
