@@ -7,25 +7,20 @@ L{txrwlock.redis._client} and the script C{lock.lua}.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sequence
 from hashlib import sha1
 from importlib.resources import files
 from itertools import count
-from typing import Any, cast
+from typing import Any
 from uuid import uuid4
 
 from twisted.internet.defer import Deferred, DeferredList, fail
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 
 from txrwlock._remote import LockLostError, RemoteLockSide, _RemoteLock, _Timer
-from txrwlock.redis._client import (
-    RedisClient,
-    _bulk,
-    _Command,
-    connectionError,
-    isConnectionError,
-    openClient,
-)
+from txrwlock.redis._client import RedisClient, RedisConnectionError, bulk, openClient
 from txrwlock.txrwlock import LockNotHeldError, LockStatistics
 
 __all__ = ["RedisLockSide", "RedisLocks", "RedisReadersWriterLock", "connect"]
@@ -36,34 +31,72 @@ _SHA = sha1(_SCRIPT.encode()).hexdigest()
 
 
 def connect(
-    host: str = "localhost",
+    host: str | IStreamClientEndpoint = "localhost",
     port: int = 6379,
     dbid: int = 0,
     password: str | None = None,
     *,
+    username: str | None = None,
+    sentinels: Sequence[tuple[str, int]] | None = None,
+    service: str | None = None,
     connectTimeout: float = 5.0,
+    replyTimeout: float = 5.0,
+    healthCheckInterval: float = 5.0,
     reactor: Any = None,
 ) -> Deferred[RedisLocks]:
     """
     Connect to Redis, for locks shared with every client of the same database.
 
     Two connections are made, one for commands and one for pub/sub, shared by every lock of the
-    L{RedisLocks}.  Once made, both reconnect by themselves whenever they are lost.
+    L{RedisLocks}.  Once made, each is made again whenever it is lost, for ever, backing off from
+    50 ms to 1 s between attempts; commands made meanwhile wait for it.  A silent connection
+    (a peer or a network gone without a word) is noticed, dropped and made again within
+    C{healthCheckInterval + replyTimeout} seconds of its last reply (10 s by default).
 
-    @param host: the Redis server's host name or address.
-    @param port: its port.
+    @param host: the Redis server's host name or address; or a Twisted client endpoint
+        description (a string with C{=} in it, or starting C{unix:}), such as
+        C{"tcp:host=redis.example:port=6379"}, C{"unix:path=/run/redis/redis.sock"} or
+        C{"tls:host=redis.example:port=6380:trustRoots=/etc/redis/ca"}; or an
+        L{IStreamClientEndpoint}.
+    @param port: the port, with a host name or address.
     @param dbid: the database: locks of the same name in different databases are different.
     @param password: Redis's password, if it needs one.
-    @param connectTimeout: give up after this many seconds if Redis cannot be reached.
+    @param username: the ACL user of C{password} (Redis 6 and later), if not C{default}.
+    @param sentinels: the C{(host, port)} of the sentinels of a Sentinel deployment: each
+        connection asks them where the primary of C{service} is, and checks it is one; on a
+        lost connection or a C{READONLY} reply (a failover), it asks again.  Replaces C{host}
+        and C{port}.
+    @param service: the name of the Sentinel service (its C{sentinel monitor} name).
+    @param connectTimeout: fail after this many seconds if the first connections cannot be made;
+        also the limit of each later attempt.
+    @param replyTimeout: seconds a command waits for its reply before its connection is
+        dropped, and made again.  Keep it above the longest command you expect: a script, a
+        C{WAIT}.
+    @param healthCheckInterval: seconds a connection may be idle before it is sent a C{PING}.
     @param reactor: the reactor (an L{IReactorTCP<twisted.internet.interfaces.IReactorTCP>} and
         L{IReactorTime<twisted.internet.interfaces.IReactorTime>}) for connections and timers;
         the global one, imported then, if L{None}.
-    @return: a L{Deferred} of the L{RedisLocks}, failing with txredisapi's C{ConnectionError}
-        if Redis cannot be reached in C{connectTimeout} seconds.
+    @return: a L{Deferred} of the L{RedisLocks}, failing with L{RedisConnectionError} if Redis
+        cannot be reached in C{connectTimeout} seconds, or refuses the password or database.
+    @raise ValueError: if C{sentinels} and C{service} are not given together, or a timeout is
+        not positive and finite.
     """
     if reactor is None:
         from twisted.internet import reactor
-    opened = openClient(host, port, dbid, password, connectTimeout, reactor, _SCRIPT)
+    opened = openClient(
+        reactor,
+        [_SCRIPT],
+        host,
+        port,
+        dbid,
+        password,
+        username,
+        sentinels,
+        service,
+        connectTimeout,
+        replyTimeout,
+        healthCheckInterval,
+    )
     return opened.addCallback(RedisLocks)
 
 
@@ -82,6 +115,7 @@ class RedisLocks:
         self._clientId = uuid4().hex
         self._ids = count()
         self._closed = False
+        self._locks: weakref.WeakSet[RedisReadersWriterLock] = weakref.WeakSet()
 
     @property
     def dbid(self) -> int:
@@ -117,14 +151,14 @@ class RedisLocks:
         if not lease > 0:
             raise ValueError(f"a lock's lease must be positive, not {lease!r}")
         if self._closed:
-            raise connectionError("RedisLocks.lock() called after disconnect()")
+            raise RedisConnectionError("RedisLocks.lock() called after disconnect()")
         lock = RedisReadersWriterLock(self, name, lease, lost)
-        self._client.subscriptions.add(lock)
+        self._locks.add(lock)
         return lock
 
     def disconnect(self, timeout: float = 2.0) -> Deferred[None]:
         """
-        Close both connections.  Waiting acquires fail with txredisapi's C{ConnectionError} and
+        Close both connections.  Waiting acquires fail with L{RedisConnectionError} and
         their places are given up.  Holds not released are given up too, as lost: the C{lost}
         callbacks are called, and their releases fail with L{LockLostError}.  Release first.
 
@@ -133,7 +167,7 @@ class RedisLocks:
         @return: a L{Deferred} that fires once both connections are closed.
         """
         self._closed = True
-        locks = cast(list[RedisReadersWriterLock], self._client.subscriptions.locks())
+        locks = list(self._locks)
         removals = [d for lock in locks for d in lock._close()]
         # Not a timeout on the removals: cancelling them would leave their replies unread.
         given: Deferred[None] = Deferred()
@@ -217,8 +251,8 @@ class RedisReadersWriterLock(_RemoteLock):
     L{CancelledError<twisted.internet.defer.CancelledError>} and gives up its place in Redis; a
     grant that crossed the cancellation is released.
 
-    B{Faults.}  An acquire whose command is in flight when Redis goes away fails with txredisapi's
-    C{ConnectionError} and holds nothing; one made while Redis is away waits for it, as do the
+    B{Faults.}  An acquire whose command is in flight when Redis goes away fails with
+    L{RedisConnectionError} and holds nothing; one made while Redis is away waits for it, as do the
     waiters already waiting.  Holds whose leases have not run out when Redis comes back (with its
     data) are kept.
     """
@@ -254,11 +288,12 @@ class RedisReadersWriterLock(_RemoteLock):
         keys = [f"{tag}:{letter}".encode() for letter in "hwqpnr"]
         leaseMs = b"%d" % max(1, round(lease * 1000))
         fixed = [b"EVALSHA", _SHA.encode(), b"%d" % len(keys), *keys, tag.encode(), leaseMs]
-        self._prefix = b"".join(_bulk(*fixed))
+        self._prefix = bulk(*fixed)
         self._prefixArgs = len(fixed)
         self._heads = {op: self._head(op, 1) for op in (b"r", b"w", b"t", b"x", b"y", b"d", b"n")}
         self._waiting: dict[str, _Acquire] = {}
         self._retryTimer: _Timer | None = None
+        self._listening = False
 
     def writerDowngrade(self) -> Deferred[RedisReadersWriterLock]:
         """
@@ -314,16 +349,16 @@ class RedisReadersWriterLock(_RemoteLock):
         writers = sum(a.queue and a.writer for a in self._waiting.values())
         return sum(a.queue for a in self._waiting.values()) - writers, writers
 
-    def _command(self, op: bytes, *ids: str) -> _Command:
+    def _command(self, op: bytes, *ids: str) -> bytes:
         """
         @return: the run of the script for the one-letter operation C{op} on C{ids}.
         """
         if len(ids) == 1:
             # Every acquire and release: half the time of the general case (0.6 µs, 1.1 µs).
-            return _Command(b"%s$%d\r\n%s\r\n" % (self._heads[op], len(ids[0]), ids[0].encode()))
+            return b"%s$%d\r\n%s\r\n" % (self._heads[op], len(ids[0]), ids[0].encode())
         # Hold ids are ASCII: their length in characters is their length in bytes.
         tail = "".join([f"${len(i)}\r\n{i}\r\n" for i in ids]).encode()
-        return _Command(self._head(op, len(ids)) + tail)
+        return self._head(op, len(ids)) + tail
 
     def _head(self, op: bytes, ids: int) -> bytes:
         return b"*%d\r\n%s$1\r\n%s\r\n" % (self._prefixArgs + 1 + ids, self._prefix, op)
@@ -332,13 +367,13 @@ class RedisReadersWriterLock(_RemoteLock):
         return self._locks._closed
 
     def _isConnectionError(self, failure: Failure) -> bool:
-        return isConnectionError(failure)
+        return isinstance(failure.value, RedisConnectionError)
 
     # Acquiring
 
     def _acquire(self, writer: bool, queue: bool) -> Deferred[Any]:
         if self._locks._closed:
-            return fail(connectionError(f"{self!r}: RedisLocks disconnected"))
+            return fail(RedisConnectionError(f"{self!r}: RedisLocks disconnected"))
         a = _Acquire(self._locks._newId(), writer, queue, self._cancel)
         self._waiting[a.id] = a
         self._try(a)
@@ -360,13 +395,16 @@ class RedisReadersWriterLock(_RemoteLock):
             return
         if reply > 0:
             del self._waiting[a.id]
+            self._unlisten()
             self._granted(a.id, a.writer, reply, sent)
             a.deferred.callback(self if a.queue else True)
         elif not a.queue:
             del self._waiting[a.id]
+            self._unlisten()
             a.deferred.callback(False)
         else:
             a.waited = True
+            self._listen()
             if reply < 0:
                 self._retryAfter((-1 - reply) / 1000)
             if a.again:
@@ -378,19 +416,46 @@ class RedisReadersWriterLock(_RemoteLock):
         a.inFlight = False
         if a.deferred.called:
             return
-        if a.waited and not self._locks._closed and isConnectionError(failure):
+        if a.waited and not self._locks._closed and self._isConnectionError(failure):
             # A waiter keeps waiting through a lost connection: the next try waits for Redis.
             self._try(a)
             return
         self._waiting.pop(a.id, None)
+        self._unlisten()
         # The try may have been granted, or queued this writer, before the failure.
         self._remove(a.id)
         a.deferred.errback(failure)
 
     def _cancel(self, a: _Acquire) -> None:
         self._waiting.pop(a.id, None)
+        self._unlisten()
         if a.writer or a.inFlight:
             self._remove(a.id)
+
+    def _listen(self) -> None:
+        """
+        Hear the releases of this lock's name, while a waiter of this object waits: once heard
+        from, the waiters retry (a release may have come before the subscription).
+        """
+        if not self._listening:
+            self._listening = True
+            self._locks._client.subscribe(self._channel, self._heard)
+
+    def _unlisten(self) -> None:
+        """
+        Stop hearing releases once no waiter of this object is left: subscriptions grow with the
+        names waited for, not the names ever used.
+        """
+        if self._listening and not self._waiting:
+            self._listening = False
+            self._locks._client.unsubscribe(self._channel, self._heard)
+
+    def _heard(self, message: str | None) -> None:
+        """
+        Who may go now: the writer of id C{message}, or every waiter if C{"*"} or L{None}
+        (messages may have been missed).
+        """
+        self._retry(None if message is None or message == "*" else message)
 
     def _retry(self, holdId: str | None = None) -> None:
         """
@@ -473,7 +538,8 @@ class RedisReadersWriterLock(_RemoteLock):
         self._retryTimer = None
         waiting = list(self._waiting.values())
         self._waiting.clear()
+        self._unlisten()
         removals = [self._remove(a.id) for a in waiting if a.writer or a.inFlight]
         for a in waiting:
-            a.deferred.errback(connectionError(f"{self!r}: RedisLocks disconnected"))
+            a.deferred.errback(RedisConnectionError(f"{self!r}: RedisLocks disconnected"))
         return removals + self._loseAll()
