@@ -41,7 +41,7 @@ from txrwlock.redis import (
     connect,
 )
 
-_Case = TypeVar("_Case", bound="_RedisTestCase")
+_Case = TypeVar("_Case", bound=TxTestCase)
 
 reactor: Any = _reactor
 _WORKER = str(Path(__file__).with_name("redisworker.py"))

@@ -297,7 +297,8 @@ class _Settings:
 
     def hello(self) -> list[bytes]:
         """
-        @return: the commands that open a connection: C{AUTH}, C{SELECT} (not for database 0).
+        @return: the commands that open a connection: C{AUTH}, C{SELECT} (not for database 0),
+            C{PING}.
         """
         hello = []
         if self.password is not None:
@@ -305,6 +306,8 @@ class _Settings:
             hello.append(encode("AUTH", *user, self.password))
         if self.dbid:
             hello.append(encode("SELECT", self.dbid))
+        # Answered once Redis has taken the connection: past maxclients, say.
+        hello.append(encode("PING"))
         return hello
 
     async def connect(self, endpoint: _Endpoint) -> _RedisProtocol:
@@ -414,6 +417,7 @@ class _Link:
         self._greet = greet
         self._onReady = onReady
         self._opening: _RedisProtocol | None = None
+        self._since = 0.0
         self.protocol: _RedisProtocol | None = None
         self.first: Deferred[None] = Deferred()
         self._waiting: dict[Deferred[_RedisProtocol], None] = {}
@@ -492,7 +496,7 @@ class _Link:
 
     def _ready(self, protocol: _RedisProtocol) -> None:
         self._attempt = None
-        self._failures = 0
+        self._since = self._settings.clock.seconds()
         self.protocol = protocol
         protocol.lost.addCallback(self._lost, protocol)
         self._onReady(protocol)
@@ -518,14 +522,25 @@ class _Link:
                 target=self._target,
                 why=failure.getErrorMessage(),
             )
+        self._retry()
+
+    def _retry(self) -> None:
         self._failures += 1
         self._timer = self._settings.clock.callLater(_backoff(self._failures), self._connect)
 
     def _lost(self, _: object, protocol: _RedisProtocol) -> None:
-        if protocol is self.protocol:
-            self.protocol = None
-            if not self._closed:
-                self._connect()
+        if protocol is not self.protocol:
+            return
+        self.protocol = None
+        if self._closed:
+            return
+        if self._settings.clock.seconds() - self._since < _BACKOFF_MAX:
+            # Lost as soon as made: back off, lest a server that drops every connection at once
+            # keep us reconnecting in a tight loop.
+            self._retry()
+        else:
+            self._failures = 0
+            self._connect()
 
 
 def _firstError(failure: Failure) -> Failure:
@@ -610,7 +625,7 @@ class RedisClient:
         listeners[listener] = listeners.get(listener, 0) + 1
         protocol = self._subscriber.protocol
         if len(listeners) == 1 and listeners[listener] == 1 and protocol is not None:
-            self._subscribe(protocol, channel).addCallback(self._missed, channel)
+            self._subscribeNow(protocol, channel)
 
     def unsubscribe(self, channel: str, listener: Callable[[Any], object]) -> None:
         """
@@ -728,7 +743,8 @@ class RedisClient:
         """
         protocol.onMessage = self._message
         self._greeted = list(self._channels)
-        return gatherResults([self._subscribe(protocol, c) for c in self._greeted])
+        subscribed = [self._subscribe(protocol, c) for c in self._greeted]
+        return gatherResults(subscribed, consumeErrors=True).addErrback(_firstError)
 
     def _resubscribed(self, protocol: _RedisProtocol) -> None:
         """
@@ -741,18 +757,24 @@ class RedisClient:
             if channel not in self._channels:
                 self._unsubscribe(protocol, channel)
         for channel in self._channels.keys() - set(greeted):
-            self._subscribe(protocol, channel).addCallback(self._missed, channel)
+            self._subscribeNow(protocol, channel)
         for channel in greeted:
             self._missed(None, channel)
 
     def _subscribe(self, protocol: _RedisProtocol, channel: str) -> Deferred[Any]:
+        return protocol.send(encode("SUBSCRIBE", channel), self.reactor.seconds())
+
+    def _subscribeNow(self, protocol: _RedisProtocol, channel: str) -> None:
         """
-        @return: a L{Deferred} that fires once C{protocol} has subscribed to C{channel}, or
-            could not: if the connection was lost, the next subscribes again; if Redis refused
-            (an ACL, say), that is logged and the connection made again.
+        Subscribe the ready pub/sub connection to C{channel}; once subscribed, tell its
+        listeners that messages may have been missed.  If the connection is lost first, the
+        next subscribes; if Redis refuses (an ACL, say), that is logged and the connection made
+        again, which subscribes again, with backoff.
         """
-        d = protocol.send(encode("SUBSCRIBE", channel), self.reactor.seconds())
-        return d.addErrback(self._subscribeFailed, protocol)
+        subscribed = self._subscribe(protocol, channel)
+        subscribed.addCallbacks(
+            self._missed, self._subscribeFailed, callbackArgs=(channel,), errbackArgs=(protocol,)
+        )
 
     def _subscribeFailed(self, failure: Failure, protocol: _RedisProtocol) -> Failure | None:
         if isinstance(failure.value, RedisError):
