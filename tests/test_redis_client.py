@@ -112,10 +112,36 @@ async def _kill(admin: RedisLocks, locks: RedisLocks) -> None:
         await admin._client.execute("CLIENT", "KILL", "ADDR", f"127.0.0.1:{port}")
 
 
+async def _refusedWhileWaiting(
+    case: TxTestCase, admin: RedisLocks, waiter: RedisLocks, refuse: list[str], allow: list[str]
+) -> None:
+    """
+    While C{waiter} waits for the lock C{admin} holds, have Redis close C{waiter}'s connections
+    and refuse new ones (C{CONFIG SET refuse}) until they have failed twice each; then allow
+    them (C{CONFIG SET allow}): C{waiter} must get the lock when C{admin} releases it.
+    """
+    a, b = admin.lock("x"), waiter.lock("x")
+    await a.writerAcquire()
+    waiting = b.writerAcquire()
+    await _until(lambda: b._listening and waiter._client._subscriber.protocol is not None)
+    await admin._client.execute("CONFIG", "SET", *refuse)
+    try:
+        await _kill(admin, waiter)
+        links = _links(waiter)
+        await _until(lambda: all(link._failures >= 2 for link in links))
+    finally:
+        await admin._client.execute("CONFIG", "SET", *allow)
+    case.assertFalse(waiting.called)
+    await a.writerRelease()
+    await _bounded(waiting)
+    case.assertTrue(b.isWriting)
+    await b.writerRelease()
+
+
 class RefusedReconnectionTests(_ClientTestCase):
     """
-    Reconnection goes on through refusals that are later lifted, and a waiting acquire keeps
-    waiting meanwhile.
+    Reconnection goes on through refusals that are later lifted (C{maxclients}), and a waiting
+    acquire keeps waiting meanwhile.
     """
 
     @_deferred
@@ -126,24 +152,9 @@ class RefusedReconnectionTests(_ClientTestCase):
         when the holder releases.
         """
         admin, waiter = await self.connect(), await self.connect()
-        a, b = admin.lock("x"), waiter.lock("x")
-        await a.writerAcquire()
-        waiting = b.writerAcquire()
-        await _until(lambda: b._listening and waiter._client._subscriber.protocol is not None)
-        await _sleep(0.1)
-        # admin's two connections, and this one's: no room for more.
-        await admin._client.execute("CONFIG", "SET", "maxclients", "2")
-        try:
-            await _kill(admin, waiter)
-            links = _links(waiter)
-            await _until(lambda: all(link._failures >= 2 for link in links))
-        finally:
-            await admin._client.execute("CONFIG", "SET", "maxclients", "10000")
-        self.assertFalse(waiting.called)
-        await a.writerRelease()
-        await _bounded(waiting)
-        self.assertTrue(b.isWriting)
-        await b.writerRelease()
+        # Room for admin's two connections only.
+        limit, unlimited = ["maxclients", "2"], ["maxclients", "10000"]
+        await _refusedWhileWaiting(self, admin, waiter, limit, unlimited)
 
 
 class PasswordRotationTests(_ClientTestCase):
@@ -162,23 +173,9 @@ class PasswordRotationTests(_ClientTestCase):
         """
         admin = await self.connect("127.0.0.1", self.server.port, password="old", dbid=1)
         waiter = await self.connect("127.0.0.1", self.server.port, password="old", dbid=1)
-        a, b = admin.lock("x"), waiter.lock("x")
         await admin._client.execute("SET", "marker", "1")
-        await a.writerAcquire()
-        waiting = b.writerAcquire()
-        await _until(lambda: b._listening and waiter._client._subscriber.protocol is not None)
-        await admin._client.execute("CONFIG", "SET", "requirepass", "new")
-        try:
-            await _kill(admin, waiter)
-            links = _links(waiter)
-            await _until(lambda: all(link._failures >= 2 for link in links))
-        finally:
-            await admin._client.execute("CONFIG", "SET", "requirepass", "old")
-        self.assertFalse(waiting.called)
-        await a.writerRelease()
-        await _bounded(waiting)
-        self.assertTrue(b.isWriting)
-        await b.writerRelease()
+        rotated, restored = ["requirepass", "new"], ["requirepass", "old"]
+        await _refusedWhileWaiting(self, admin, waiter, rotated, restored)
         self.assertEqual(await waiter._client.execute("GET", "marker"), "1")
 
 
@@ -364,7 +361,9 @@ class SentinelTests(TxTestCase):
         self.addCleanup(sentinel.stop)
         await _until(lambda: b"master_link_status:up" in replica.command("INFO", "replication"))
         await _until(lambda: bool(sentinel.query("SENTINEL", "replicas", "mymaster")), 15)
-        locks = await connect(sentinels=[("127.0.0.1", sentinel.port)], service="mymaster")
+        # The first sentinel is away: the client asks the next.
+        sentinels = [("127.0.0.1", _freePort()), ("127.0.0.1", sentinel.port)]
+        locks = await connect(sentinels=sentinels, service="mymaster")
         self.addCleanup(locks.disconnect)
         lock = locks.lock("x")
 

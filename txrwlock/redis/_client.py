@@ -237,7 +237,7 @@ class _RedisProtocol(Protocol):
 
     def _reply(self, reply: Any) -> None:
         self._lastReply = self._clock.seconds()
-        if self.onMessage is not None and type(reply) is list and reply[0] == "message":
+        if self.onMessage is not None and type(reply) is list and reply[:1] == ["message"]:
             self.onMessage(reply[1], reply[2])
         elif not self._pending:
             self.abort(f"Redis sent a reply to no command: {reply!r}")
@@ -362,7 +362,9 @@ class _Sentinels:
         for i, (host, port) in enumerate(self._sentinels):
             try:
                 where = await self._askOne(HostnameEndpoint(clock, host, port))
-            except (RedisError, ConnectionError, CancelledError, OSError) as e:
+            except CancelledError:
+                raise  # the attempt, by close()
+            except Exception as e:  # that sentinel is away, or refuses: ask the next
                 why.append(f"{host}:{port}: {e}")
                 continue
             if isinstance(where, list) and len(where) == 2:
@@ -420,6 +422,7 @@ class _Link:
         self._since = 0.0
         self.protocol: _RedisProtocol | None = None
         self.first: Deferred[None] = Deferred()
+        self.firstFailure: Failure | None = None
         self._waiting: dict[Deferred[_RedisProtocol], None] = {}
         self._attempt: Deferred[Any] | None = None
         self._timer: _Timer | None = None
@@ -515,7 +518,7 @@ class _Link:
                 # AUTH or SELECT refused: a wrong setting, said at once.
                 self.first.errback(failure)
                 return
-            self.first.lastFailure = failure  # type: ignore[attr-defined]
+            self.firstFailure = failure
         else:
             _log.info(
                 "Connection to Redis at {target} failed, retrying: {why}",
@@ -621,11 +624,12 @@ class RedisClient:
         messages may have been missed (once subscribed, after each reconnection).  A listener
         subscribed N times is called once, until unsubscribed N times.
         """
-        listeners = self._channels.setdefault(channel, {})
+        listeners = self._channels.get(channel)
+        if listeners is None:
+            listeners = self._channels[channel] = {}
+            if self._subscriber.protocol is not None:
+                self._subscribeNow(self._subscriber.protocol, channel)
         listeners[listener] = listeners.get(listener, 0) + 1
-        protocol = self._subscriber.protocol
-        if len(listeners) == 1 and listeners[listener] == 1 and protocol is not None:
-            self._subscribeNow(protocol, channel)
 
     def unsubscribe(self, channel: str, listener: Callable[[Any], object]) -> None:
         """
@@ -849,7 +853,7 @@ def openClient(
     first = gatherResults([client._commands.first, client._subscriber.first], consumeErrors=True)
 
     def timedOut(result: object, timeout: float) -> None:
-        last = getattr(client._commands.first, "lastFailure", None)
+        last = client._commands.firstFailure or client._subscriber.firstFailure
         why = "" if last is None else f": {last.getErrorMessage()}"
         raise RedisConnectionError(f"could not connect to Redis at {target} in {timeout} s{why}")
 
