@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from tests.redisserver import (
     RedisServer,
@@ -65,6 +66,27 @@ class EncodingTests(TxTestCase):
             (str(error), error.code), ("WRONGTYPE Operation against a key", "WRONGTYPE")
         )
         self.assertRaises(ValueError, _parse, b"?what\r\n", 0)
+
+
+class ConnectMisuseTests(TxTestCase):
+    """
+    L{connect} refuses options that make no sense, at once, saying which.
+    """
+
+    def test_misuse(self) -> None:
+        """
+        Sentinels without a service (or the reverse), and timeouts not positive and finite.
+        """
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"sentinels": [("127.0.0.1", 26379)]}, "give both sentinels and service"),
+            ({"service": "mymaster"}, "give both sentinels and service"),
+            ({"replyTimeout": 0}, "replyTimeout must be positive and finite, not 0"),
+            ({"healthCheckInterval": float("inf")}, "healthCheckInterval must be positive"),
+            ({"connectTimeout": -1.0}, "connectTimeout must be positive"),
+        ]
+        for kwargs, message in cases:
+            error = self.assertRaises(ValueError, connect, reactor=reactor, **kwargs)
+            self.assertIn("connect(): " + message, str(error))
 
 
 class _ClientTestCase(TxTestCase):
@@ -188,22 +210,31 @@ class SilentConnectionTests(_ClientTestCase):
     @_deferred
     async def test_silentNoticed(self) -> None:
         """
-        Both idle connections, the pub/sub one included, are noticed dead within the bound,
-        and the locks go on over new connections.
+        Both idle connections, the pub/sub one included, are noticed dead within the bound, and
+        replaced: the waiter of a client behind the proxy gets the lock when the holder
+        releases.  Before, health checks are answered, on the subscribed connection too.
         """
         proxy = SilentProxy(reactor, self.server.port)
         self.addCleanup(proxy.close)
+        holder = await self.connect()
         locks = await self.connect(
             "127.0.0.1", proxy.port, replyTimeout=0.4, healthCheckInterval=0.6
         )
-        await self.useLock(locks)
+        a, b = holder.lock("x"), locks.lock("x")
+        await a.writerAcquire()
+        waiting = b.writerAcquire()
+        await _until(lambda: b._listening)
         old = [link.protocol for link in _links(locks)]
+        await _sleep(1.5)  # two health checks each
+        self.assertFalse(any(p is None or p.lost.called for p in old))
         proxy.silence()
         silenced = reactor.seconds()
         await _until(lambda: all(p is not None and p.lost.called for p in old), 5)
         noticed = reactor.seconds() - silenced
         self.assertLessEqual(noticed, 0.4 + 0.6 + 0.25)
-        await self.useLock(locks)
+        await a.writerRelease()
+        await _bounded(waiting)
+        await b.writerRelease()
         self.assertNotIn(_links(locks)[0].protocol, old)
 
     @_deferred
@@ -432,6 +463,14 @@ class EndpointTests(_ClientTestCase):
         """
         locks = await self.connect(f"unix:path={self.socket}")
         await self.useLock(locks)
+
+    @_deferred
+    async def test_endpointObject(self) -> None:
+        """
+        An L{IStreamClientEndpoint} will do as well.
+        """
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.server.port)
+        await self.useLock(await self.connect(endpoint))
 
     @_deferred
     async def test_tls(self) -> None:
