@@ -73,6 +73,8 @@ def connect(
         dropped, and made again.  Keep it above the longest command you expect: a script, a
         C{WAIT}.
     @param healthCheckInterval: seconds a connection may be idle before it is sent a C{PING}.
+        5 by default: with C{replyTimeout}, a silent connection is noticed within 10 s, a third
+        of the default lease, for two tiny commands per client every 5 s.
     @param reactor: the reactor (an L{IReactorTCP<twisted.internet.interfaces.IReactorTCP>} and
         L{IReactorTime<twisted.internet.interfaces.IReactorTime>}) for connections and timers;
         the global one, imported then, if L{None}.
