@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from tests.redisserver import (
@@ -256,6 +256,30 @@ class SilentConnectionTests(_ClientTestCase):
         )
         self.assertLess(reactor.seconds() - sent, 0.3 + 0.25)
         self.assertEqual(await _bounded(locks._client.execute("PING")), "PONG")
+
+    @_deferred
+    async def test_closeWhileAway(self) -> None:
+        """
+        Closing the client fails the commands waiting for a connection, and those waiting to
+        be retried, with L{RedisConnectionError}, and leaves nothing behind in the reactor.
+        """
+        proxy = SilentProxy(reactor, self.server.port)
+        away, retrying = await self.connect("127.0.0.1", proxy.port), await self.connect()
+        await proxy.close()
+        await _until(lambda: away._client._commands.protocol is None)
+        waiting = away._client.execute("PING")
+        self.server.command("REPLICAOF", "127.0.0.1", str(_freePort()))
+        self.addCleanup(self.server.command, "REPLICAOF", "NO", "ONE")
+        retried = retrying._client.execute("SET", "k", "v")  # READONLY: retried
+        await _until(lambda: bool(retrying._client._retries))
+        results: list[Any] = []
+        for d in (waiting, retried):
+            d.addBoth(results.append)
+        await gatherResults([away._client.close(), retrying._client.close()])
+        self.assertEqual(len(results), 2)
+        for failure in results:
+            self.assertIsInstance(failure.value, RedisConnectionError)
+            self.assertIn("closed", str(failure.value))
 
 
 class NotNowTests(_ClientTestCase):
