@@ -539,6 +539,41 @@ class SubscriptionTests(_ClientTestCase):
         self.assertRaises(ValueError, client.unsubscribe, "c", one)
 
     @_deferred
+    async def test_changedWhileReconnecting(self) -> None:
+        """
+        Channels subscribed and unsubscribed while the pub/sub connection is made again end up
+        subscribed exactly while they have listeners; the listeners of every channel are told
+        that messages may have been missed.
+        """
+        admin, locks = await self.connect(), await self.connect()
+        client = locks._client
+        heard: list[tuple[str, object]] = []
+
+        def listener(channel: str) -> Any:
+            return lambda message: heard.append((channel, message))
+
+        kept, dropped, added = listener("kept"), listener("dropped"), listener("added")
+        client.subscribe("kept", kept)
+        client.subscribe("dropped", dropped)
+        await _until(lambda: len(heard) == 2)
+        link, greet = client._subscriber, client._subscriber._greet
+
+        def greetThenChange(protocol: Any) -> Deferred[Any]:
+            # Changed just after the new connection was sent its subscriptions.
+            greeted = greet(protocol)
+            link._greet = greet
+            client.unsubscribe("dropped", dropped)
+            client.subscribe("added", added)
+            return greeted
+
+        link._greet = greetThenChange
+        await admin._client.execute("CLIENT", "KILL", "TYPE", "pubsub")
+        await _until(lambda: link._greet is greet and link.protocol is not None)
+        await _until(lambda: [self.numsub(c) for c in ("kept", "dropped", "added")] == [1, 0, 1])
+        await _until(lambda: ("kept", None) in heard[2:] and ("added", None) in heard[2:])
+        self.assertNotIn("dropped", [channel for channel, _ in heard[2:]])
+
+    @_deferred
     async def test_namesUsedOnce(self) -> None:
         """
         10,000 lock names each waited for once leave no channel subscribed.
