@@ -134,6 +134,30 @@ async def _kill(admin: RedisLocks, locks: RedisLocks) -> None:
         await admin._client.execute("CLIENT", "KILL", "ADDR", f"127.0.0.1:{port}")
 
 
+class CommandTests(_ClientTestCase):
+    """
+    Commands pipelined on one connection, each given its own reply.
+    """
+
+    @_deferred
+    async def test_pipelined(self) -> None:
+        """
+        Many commands sent at once each get their own reply, in order; a reply larger than what
+        one read brings (here 2 MB) is put together; an error reply fails its command only.
+        """
+        client = (await self.connect())._client
+        big = "\u00e9" * 1_000_000
+        sets = [client.execute("SET", f"k{i}", i) for i in range(1000)]
+        sets.append(client.execute("SET", "big", big))
+        gets = [client.execute("GET", f"k{i}") for i in range(1000)]
+        wrong = client.execute("HGET", "big", "field")
+        gets.append(client.execute("GET", "big"))
+        self.assertEqual(await gatherResults(sets), ["OK"] * 1001)
+        self.assertEqual(await gatherResults(gets), [str(i) for i in range(1000)] + [big])
+        error = await self.assertInlineCbRaises(RedisError, lambda: wrong)
+        self.assertEqual(error.code, "WRONGTYPE")
+
+
 async def _refusedWhileWaiting(
     case: TxTestCase, admin: RedisLocks, waiter: RedisLocks, refuse: list[str], allow: list[str]
 ) -> None:
