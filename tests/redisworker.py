@@ -20,7 +20,6 @@ import json
 import sys
 from typing import Any
 
-import txredisapi
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 
@@ -40,21 +39,20 @@ async def counter(reactor: Any, port: int, name: str, lease: float, times: int) 
         lost.append(writer)
 
     locks = await connect("127.0.0.1", port, reactor=reactor)
-    store = await txredisapi.Connection("127.0.0.1", port, dbid=0, reconnect=False)
+    store = locks._client
     lock = locks.lock(name, lease=lease, lost=onLost)
     torn = 0
     for i in range(times):
         async with lock.writer:
-            value = int((await store.get("a")) or 0) + 1
-            await store.set("a", value)
-            await store.set("b", value)
-            await store.rpush("tokens", lock.fencingToken)
+            value = int((await store.execute("GET", "a")) or 0) + 1
+            await store.execute("SET", "a", value)
+            await store.execute("SET", "b", value)
+            await store.execute("RPUSH", "tokens", str(lock.fencingToken))
         if i % 2:
             async with lock.reader:
-                a = await store.get("a")
-                b = await store.get("b")
+                a = await store.execute("GET", "a")
+                b = await store.execute("GET", "b")
                 torn += a != b
-    await store.disconnect()
     await locks.disconnect()
     say("DONE " + json.dumps({"torn": torn, "lost": len(lost)}))
 

@@ -12,14 +12,19 @@ import os
 import signal
 from typing import Any
 
-import txredisapi
 from twisted.internet import task
 from twisted.internet.defer import CancelledError, Deferred
 
 from tests.redisserver import RedisServer, requireRedis
 from tests.test_redis import _bounded, _deferred, _RedisTestCase, _sleep, _until, reactor
 from txrwlock import LockNotHeldError
-from txrwlock.redis import LockLostError, RedisLocks, RedisReadersWriterLock, connect
+from txrwlock.redis import (
+    LockLostError,
+    RedisConnectionError,
+    RedisLocks,
+    RedisReadersWriterLock,
+    connect,
+)
 
 # Redis's clock, in µs, in one integer reply.
 _TIME_US = "local t = redis.call('TIME') return t[1] * 1000000 + t[2]"
@@ -50,7 +55,7 @@ async def _writeToken(lock: RedisReadersWriterLock, seconds: float = 20.0) -> in
     while True:
         try:
             await lock.writerAcquire()
-        except txredisapi.ConnectionError:
+        except RedisConnectionError:
             if reactor.seconds() > deadline:
                 raise
             await _sleep(0.1)

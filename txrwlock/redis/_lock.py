@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from hashlib import sha1
 from importlib.resources import files
 from itertools import count
@@ -18,6 +18,7 @@ from typing import Any, TypeVar, cast
 from uuid import uuid4
 
 from twisted.internet.defer import Deferred, DeferredList, FirstError, fail, gatherResults
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 
 from txrwlock._remote import (
@@ -28,14 +29,7 @@ from txrwlock._remote import (
     _Timer,
     checkLease,
 )
-from txrwlock.redis._client import (
-    RedisClient,
-    _bulk,
-    _Command,
-    connectionError,
-    isConnectionError,
-    openClient,
-)
+from txrwlock.redis._client import RedisClient, RedisConnectionError, bulk, openClient
 from txrwlock.txrwlock import LockNotHeldError, LockStatistics
 
 __all__ = ["RedisLockSide", "RedisLocks", "RedisReadersWriterLock", "connect"]
@@ -76,34 +70,74 @@ _OPERATIONS: dict[bytes, tuple[str, bytes | None]] = {
 
 
 def connect(
-    host: str = "localhost",
+    host: str | IStreamClientEndpoint = "localhost",
     port: int = 6379,
     dbid: int = 0,
     password: str | None = None,
     *,
+    username: str | None = None,
+    sentinels: Sequence[tuple[str, int]] | None = None,
+    service: str | None = None,
     connectTimeout: float = 5.0,
+    replyTimeout: float = 5.0,
+    healthCheckInterval: float = 5.0,
     reactor: Any = None,
 ) -> Deferred[RedisLocks]:
     """
     Connect to Redis, for locks shared with every client of the same database.
 
     Two connections are made, one for commands and one for pub/sub, shared by every lock of the
-    L{RedisLocks}.  Once made, both reconnect by themselves whenever they are lost.
+    L{RedisLocks}.  Once made, each is made again whenever it is lost, for ever, backing off from
+    50 ms to 1 s between attempts; commands made meanwhile wait for it.  A silent connection
+    (a peer or a network gone without a word) is noticed, dropped and made again within
+    C{healthCheckInterval + replyTimeout} seconds of its last reply (10 s by default).
 
-    @param host: the Redis server's host name or address.
-    @param port: its port.
+    @param host: the Redis server's host name or address; or a Twisted client endpoint
+        description (a string with C{=} in it, or starting C{unix:}), such as
+        C{"tcp:host=redis.example:port=6379"}, C{"unix:path=/run/redis/redis.sock"} or
+        C{"tls:host=redis.example:port=6380:trustRoots=/etc/redis/ca"}; or an
+        L{IStreamClientEndpoint}.
+    @param port: the port, with a host name or address.
     @param dbid: the database: locks of the same name in different databases are different.
     @param password: Redis's password, if it needs one.
-    @param connectTimeout: give up after this many seconds if Redis cannot be reached.
+    @param username: the ACL user of C{password} (Redis 6 and later), if not C{default}.
+    @param sentinels: the C{(host, port)} of the sentinels of a Sentinel deployment: each
+        connection asks them where the primary of C{service} is, and checks it is one; on a
+        lost connection or a C{READONLY} reply (a failover), it asks again.  Replaces C{host}
+        and C{port}.
+    @param service: the name of the Sentinel service (its C{sentinel monitor} name).
+    @param connectTimeout: fail after this many seconds if the first connections cannot be made;
+        also the limit of each later attempt.
+    @param replyTimeout: seconds a command waits for its reply before its connection is
+        dropped, and made again.  Keep it above the longest command you expect: a script, a
+        C{WAIT}.
+    @param healthCheckInterval: seconds a connection may be idle before it is sent a C{PING}.
+        5 by default: with C{replyTimeout}, a silent connection is noticed within 10 s, a third
+        of the default lease, for two tiny commands per client every 5 s.
     @param reactor: the reactor (an L{IReactorTCP<twisted.internet.interfaces.IReactorTCP>} and
         L{IReactorTime<twisted.internet.interfaces.IReactorTime>}) for connections and timers;
         the global one, imported then, if L{None}.
-    @return: a L{Deferred} of the L{RedisLocks}, failing with txredisapi's C{ConnectionError}
-        if Redis cannot be reached in C{connectTimeout} seconds.
+    @return: a L{Deferred} of the L{RedisLocks}, failing with L{RedisConnectionError} if Redis
+        cannot be reached in C{connectTimeout} seconds, or refuses the password or database.
+    @raise ValueError: if C{sentinels} and C{service} are not given together, or a timeout is
+        not positive and finite.
     """
     if reactor is None:
         from twisted.internet import reactor
-    opened = openClient(host, port, dbid, password, connectTimeout, reactor, list(_TEXTS.values()))
+    opened = openClient(
+        reactor,
+        list(_TEXTS.values()),
+        host,
+        port,
+        dbid,
+        password,
+        username,
+        sentinels,
+        service,
+        connectTimeout,
+        replyTimeout,
+        healthCheckInterval,
+    )
     return opened.addCallback(RedisLocks)
 
 
@@ -172,14 +206,14 @@ class RedisLocks:
         if minReplicas < 0:
             raise ValueError(f"lock(): minReplicas must not be negative, not {minReplicas!r}")
         if self._closed:
-            raise connectionError("RedisLocks.lock() called after disconnect()")
+            raise RedisConnectionError("RedisLocks.lock() called after disconnect()")
         lock = RedisReadersWriterLock(self, name, lease, lost, minReplicas)
         self._objects.add(lock)
         return lock
 
     def disconnect(self, timeout: float = 2.0) -> Deferred[None]:
         """
-        Close both connections.  Waiting acquires fail with txredisapi's C{ConnectionError} and
+        Close both connections.  Waiting acquires fail with L{RedisConnectionError} and
         their places are given up.  Holds not released are given up too, as lost: the C{lost}
         callbacks are called, and their releases fail with L{LockLostError}.  Release first.
 
@@ -271,8 +305,8 @@ class RedisReadersWriterLock(_RemoteLock):
     L{CancelledError<twisted.internet.defer.CancelledError>} and gives up its place in Redis; a
     grant that crossed the cancellation is released.
 
-    B{Faults.}  An acquire whose command is in flight when Redis goes away fails with txredisapi's
-    C{ConnectionError} and holds nothing; one made while Redis is away waits for it, as do the
+    B{Faults.}  An acquire whose command is in flight when Redis goes away fails with
+    L{RedisConnectionError} and holds nothing; one made while Redis is away waits for it, as do the
     waiters already waiting.  Holds whose leases have not run out when Redis comes back (with its
     data) are kept.  A release whose connection drops is sent again until Redis answers or the
     hold's lease has run out.  L{isReading}, L{isWriting} and L{fencingToken} read the clock: a
@@ -318,17 +352,16 @@ class RedisReadersWriterLock(_RemoteLock):
         # Redis rounded up, so that Redis never drops a hold before this object gives it up.
         keys = [f"{tag}:{letter}".encode() for letter in "hwqpnr"]
         leaseMs = b"%d" % math.ceil(round(lease * 1e6) / 1000)  # 0.3 s: 300, not 301
-        self._common = b"".join(_bulk(b"%d" % len(keys), *keys, tag.encode(), leaseMs))
+        self._common = bulk(b"%d" % len(keys), *keys, tag.encode(), leaseMs)
         self._heads = {op: self._head(op, 1) for op in _OPERATIONS if op != b"s"}
         # With minReplicas, every try, renewal and downgrade is followed by a WAIT for that many
         # replicas, a tenth of the lease at most (never 0: WAIT's 0 waits for ever), so that
         # renewals, every third of a lease, still come in time while the WAITs time out.
         self._minReplicas = minReplicas
-        self._waitReplicas: _Command | None = None
+        self._waitReplicas: bytes | None = None
         if minReplicas:
             timeout = b"%d" % math.ceil(lease * 100)
-            wait = _bulk(b"WAIT", b"%d" % minReplicas, timeout)
-            self._waitReplicas = _Command(b"".join([b"*3\r\n", *wait]))
+            self._waitReplicas = b"*3\r\n" + bulk(b"WAIT", b"%d" % minReplicas, timeout)
         self._waiting: dict[str, _Acquire] = {}
         self._listening = False
         self._retryTimer: _Timer | None = None
@@ -390,16 +423,16 @@ class RedisReadersWriterLock(_RemoteLock):
         writers = sum(a.queue and a.writer for a in self._waiting.values())
         return sum(a.queue for a in self._waiting.values()) - writers, writers
 
-    def _command(self, op: bytes, *ids: str) -> _Command:
+    def _command(self, op: bytes, *ids: str) -> bytes:
         """
         @return: the run of the script for the one-letter operation C{op} on C{ids}.
         """
         if len(ids) == 1:
             # Every acquire and release: half the time of the general case (0.6 µs, 1.1 µs).
-            return _Command(b"%s$%d\r\n%s\r\n" % (self._heads[op], len(ids[0]), ids[0].encode()))
+            return b"%s$%d\r\n%s\r\n" % (self._heads[op], len(ids[0]), ids[0].encode())
         # Hold ids are ASCII: their length in characters is their length in bytes.
         tail = "".join([f"${len(i)}\r\n{i}\r\n" for i in ids]).encode()
-        return _Command(self._head(op, len(ids)) + tail)
+        return self._head(op, len(ids)) + tail
 
     def _head(self, op: bytes, ids: int) -> bytes:
         script, mode = _OPERATIONS[op]
@@ -407,20 +440,20 @@ class RedisReadersWriterLock(_RemoteLock):
         # EVALSHA, its SHA, the keys' count, 6 keys, channel, lease: 11 arguments.
         args = b"*%d\r\n" % (11 + len(extra) + ids)
         return b"".join(
-            [args, *_bulk(b"EVALSHA", _SHAS[script].encode()), self._common, *_bulk(*extra)]
+            [args, bulk(b"EVALSHA", _SHAS[script].encode()), self._common, bulk(*extra)]
         )
 
     def _closed(self) -> bool:
         return self._locks._closed
 
     def _isConnectionError(self, failure: Failure) -> bool:
-        return isConnectionError(failure)
+        return isinstance(failure.value, RedisConnectionError)
 
     # Acquiring
 
     def _acquire(self, writer: bool, queue: bool) -> Deferred[Any]:
         if self._locks._closed:
-            return fail(connectionError(f"{self!r}: RedisLocks disconnected"))
+            return fail(RedisConnectionError(f"{self!r}: RedisLocks disconnected"))
         a = _Acquire(self._locks._newId(), writer, queue, self._cancel)
         self._waiting[a.id] = a
         self._try(a)
@@ -432,7 +465,7 @@ class RedisReadersWriterLock(_RemoteLock):
         op = (b"w" if a.queue else b"t") if a.writer else b"r"
         self._runAcked(self._command(op, a.id), self._tried, a).addErrback(self._tryFailed, a)
 
-    def _runAcked(self, command: _Command, then: Callable[..., _T], *args: object) -> Deferred[_T]:
+    def _runAcked(self, command: bytes, then: Callable[..., _T], *args: object) -> Deferred[_T]:
         """
         Run C{command}, followed with C{minReplicas} by a C{WAIT} for the replicas, and call
         C{then} with its reply, the time it was sent, whether enough replicas acknowledged it
@@ -496,9 +529,9 @@ class RedisReadersWriterLock(_RemoteLock):
         tries again, since what was published before was missed.
         """
         self._listening = True
-        # The client subscribes to a channel new to it, and retries every listener of the
-        # channel once subscribed; on a channel it has, this object listens from now on.
-        self._locks._client.subscriptions.add(self)
+        # The client calls _heard once it has subscribed to a channel new to it; on a channel it
+        # has, this object hears from now on, and what came before is missed all the same.
+        self._locks._client.subscribe(self._channel, self._heard)
         self._retry()
 
     def _left(self, a: _Acquire) -> None:
@@ -507,14 +540,28 @@ class RedisReadersWriterLock(_RemoteLock):
         """
         self._waiting.pop(a.id, None)
         if self._listening and not any(w.waited for w in self._waiting.values()):
-            # The client keeps its subscription to the channel (it has no unsubscribe yet).
-            self._listening = False
+            self._unlisten()
+
+    def _unlisten(self) -> None:
+        """
+        Stop hearing the lock's channel: subscriptions grow with the names waited for, not the
+        names ever used.
+        """
+        self._listening = False
+        self._locks._client.unsubscribe(self._channel, self._heard)
+
+    def _heard(self, message: str | None) -> None:
+        """
+        Who may go now: the writer of id C{message}, or every waiter if C{"*"} or L{None}
+        (messages may have been missed).
+        """
+        self._retry(None if message is None or message == "*" else message)
 
     def _tryFailed(self, failure: Failure, a: _Acquire) -> None:
         a.inFlight = False
         if a.deferred.called:
             return
-        if a.waited and not self._locks._closed and isConnectionError(failure):
+        if a.waited and not self._locks._closed and self._isConnectionError(failure):
             # A waiter keeps waiting through a lost connection: the next try waits for Redis.
             self._try(a)
             return
@@ -621,8 +668,9 @@ class RedisReadersWriterLock(_RemoteLock):
         self._retryTimer = None
         waiting = list(self._waiting.values())
         self._waiting.clear()
-        self._listening = False
+        if self._listening:
+            self._unlisten()
         removals = [self._remove(a.id) for a in waiting if a.writer or a.inFlight]
         for a in waiting:
-            a.deferred.errback(connectionError(f"{self!r}: RedisLocks disconnected"))
+            a.deferred.errback(RedisConnectionError(f"{self!r}: RedisLocks disconnected"))
         return removals + self._loseAll()
