@@ -89,9 +89,10 @@ class _RemoteLock(ABC):
     This base keeps the holds of one lock object and their leases: every hold lasts C{lease}
     seconds unless renewed, and this object renews its holds every C{lease / 3} seconds.  A hold
     not renewed in time is lost: it is forgotten here, given up in the store, the C{lost}
-    callback is called, and its release fails with L{LockLostError}.  A backend says how to
-    acquire (L{_acquire}), release (L{_sendRelease}), renew (L{_renewLeases}) and give up
-    (L{_remove}) a hold in its store.
+    callback is called, and its release fails with L{LockLostError}.  A release or removal that
+    fails with the store away is sent again until the store answers or its lease is over.  A
+    backend says how to acquire (L{_acquire}), release (L{_sendRelease}), renew
+    (L{_renewLeases}) and give up (L{_remove}) a hold in its store.
     """
 
     # Invariants:
@@ -99,6 +100,8 @@ class _RemoteLock(ABC):
     #     them) to whether the hold writes; at most one writes, and then it is alone.
     #   - _deadlines has the keys of _holds: the local time by which each hold's lease surely
     #     runs out unless renewed (the send time of the last command that set it, plus a lease).
+    #     A hold past its deadline is not reported as held (isReading, isWriting, fencingToken),
+    #     though _expire, which forgets it, may not have run yet.
     #   - _fencingToken is not None exactly while a hold of _holds writes.
     #   - While there are holds (or a backend's _needsRenewal()), a renewal is scheduled or
     #     running (it may outlive them by one tick), and _expiry is due no later than the
