@@ -428,7 +428,8 @@ class SentinelTests(TxTestCase):
         the locks work there.
         """
         executable = requireRedis(self)
-        primary = RedisServer(executable, self.mktemp())
+        # Replicas sync at once, not after the 5 s Redis waits for more of them by default.
+        primary = RedisServer(executable, self.mktemp(), "--repl-diskless-sync-delay", "0")
         primary.start()
         self.addCleanup(primary.stop)
         replica = RedisServer(executable, self.mktemp(), "--replicaof", "127.0.0.1", "0")
@@ -463,6 +464,42 @@ class SentinelTests(TxTestCase):
         self.assertEqual(sentinel.query(*where)[1], str(replica.port))
         self.assertEqual(reached(), replica.port)
         await _bounded(lock.writerRelease())
+
+
+class MasterDownTests(TxTestCase):
+    """
+    A replica that serves no stale data (C{MASTERDOWN}) while its primary is away.
+    """
+
+    timeout = 60
+
+    @_deferred
+    async def test_masterDownRetried(self) -> None:
+        """
+        A command answered C{MASTERDOWN} is retried until the replica's primary is back, and
+        then answered.
+        """
+        executable = requireRedis(self)
+        # Replicas sync at once, not after the 5 s Redis waits for more of them by default.
+        primary = RedisServer(executable, self.mktemp(), "--repl-diskless-sync-delay", "0")
+        primary.start()
+        self.addCleanup(primary.stop)
+        replica = RedisServer(executable, self.mktemp(), "--replica-serve-stale-data", "no")
+        replica.options += ("--replicaof", "127.0.0.1", str(primary.port))
+        replica.start()
+        self.addCleanup(replica.stop)
+        await _until(lambda: b"master_link_status:up" in replica.command("INFO", "replication"))
+        locks = await connect("127.0.0.1", replica.port)
+        self.addCleanup(locks.disconnect)
+        primary.stop(signal.SIGKILL)
+        await _until(lambda: replica.command("GET", "k").startswith(b"-MASTERDOWN"))
+        read: list[object] = []
+        reading = locks._client.execute("GET", "k").addCallback(read.append)
+        await _sleep(0.3)
+        self.assertEqual(read, [])
+        primary.start()
+        await _bounded(reading, 20)
+        self.assertEqual(read, [None])  # the primary came back empty, and so did the replica
 
 
 def _certificate(directory: Path) -> None:
