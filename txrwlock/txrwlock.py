@@ -627,7 +627,7 @@ class _Side(ABC, Generic[_HeldLock]):
     def run(self, f: Callable[_P, Any], *args: _P.args, **kwargs: _P.kwargs) -> Deferred[Any]:
         """
         Acquire this side, call C{f(*args, **kwargs)}, and release once its result is done, as
-        L{DeferredLock.run<twisted.internet.defer.DeferredLock.run>}.
+        L{DeferredLock.run<twisted.internet.defer._ConcurrencyPrimitive.run>}.
 
         C{f} may return a plain value, a L{Deferred} or a coroutine (an C{async def} function);
         the side is released when that is done, in success or failure.
