@@ -26,11 +26,17 @@ _STASH = pytest.StashKey[tuple[str, str]]()
 
 def pytest_configure(config: pytest.Config) -> None:
     # Before collection: Hypothesis, imported by its pytest plugin before this runs, took the
-    # checkout for its home, and would write there as soon as a test module is collected.
+    # checkout for its home, and would write there as soon as a test module is collected.  The
+    # tests themselves run from the same temporary folder.
     directory = tempfile.mkdtemp(prefix="txrwlock-pytest-")
     config.stash[_STASH] = (os.getcwd(), directory)
-    os.chdir(directory)
     set_hypothesis_home_dir(Path(directory) / ".hypothesis")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Once collected: the paths given on the command line (--ignore too) are read relative to
+    # where pytest was started.
+    os.chdir(session.config.stash[_STASH][1])
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
