@@ -1489,3 +1489,31 @@ class ReentryAndReferenceTests(TxTestCase):
         for fair in (False, True):
             _, task = self.cancelAgainFromAdmittedReader(fair)
             self.failureResultOf(task, TimeoutError)
+
+    def test_cancelledWaiterRetainedUntilCompaction(self) -> None:
+        """
+        As the policies page says: a waiter cancelled behind live ones stays referenced, as a
+        dead entry, until dead entries outnumber the live; the compaction then drops them all.
+        A waiter cancelled at the head of the queue is dropped at once.
+        """
+        for fair in (False, True):
+            lock = TxReadersWriterLock(fair=fair)
+            self.successResultOf(lock.writerAcquire())
+            live = [lock.writerAcquire(), lock.writerAcquire()]
+            cancelled = []
+            for _ in range(3):
+                d = lock.writerAcquire()
+                d.addErrback(lambda f: f.trap(CancelledError))
+                d.cancel()
+                cancelled.append(weakref.ref(d))
+                del d
+                gc.collect()
+                if len(cancelled) <= len(live):
+                    self.assertTrue(all(ref() is not None for ref in cancelled))
+            self.assertEqual([ref() for ref in cancelled], [None, None, None])
+            head = weakref.ref(live[0])
+            live[0].addErrback(lambda f: f.trap(CancelledError))
+            live.pop(0).cancel()
+            gc.collect()
+            self.assertIsNone(head())
+            self.assertEqual(lock.statistics(), LockStatistics(0, True, 0, 1))
