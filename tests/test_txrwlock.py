@@ -1422,8 +1422,9 @@ class ModuleTests(TxTestCase):
 class ReentryAndReferenceTests(TxTestCase):
     """
     Edge cases found by running other projects' lock suites against this lock, under both
-    policies: sides can be weakly referenced, and a waiter cancelled again from a callback that
-    its own cancel fired is cancelled once.
+    policies: sides can be weakly referenced, a waiter cancelled again from a callback that its
+    own cancel fired is cancelled once, and cancelled waiters are kept only as long as the
+    policies page says.
     """
 
     def test_sidesWeaklyReferenceable(self) -> None:
