@@ -594,7 +594,7 @@ class _Side(ABC, Generic[_HeldLock]):
     L{run}, over the side's C{acquire} and C{release}.
     """
 
-    # __weakref__: as every Twisted and trio primitive, a side can be weakly referenced.
+    # __weakref__: a side can be weakly referenced, as trio asks of every primitive (gh-331).
     __slots__ = ("__weakref__", "_lock", "_writer")
 
     acquire: Callable[[], Deferred[_HeldLock]]
