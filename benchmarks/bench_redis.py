@@ -227,11 +227,11 @@ def _childMain(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """
-    Run this section alone and print its table.
+    Run this section alone and print its tables: figures and goals.
 
     @return: the section's figures, as C{run.py} records them.
     """
-    from _report import formatTable
+    from _report import formatGoals, formatTable
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--smoke", action="store_true", help="small sizes, for CI")
@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     report = run(ctx)
     print(formatTable(report.rows))
+    print(formatGoals(report.rows))
     return report.extra["redis"]  # type: ignore[no-any-return]
 
 
