@@ -152,18 +152,21 @@ def _redisPyPairs(port: int, pairs: int, repeat: int) -> float:
 
 async def _pairs(reactor: Any, port: int, pairs: int, repeat: int) -> None:
     from txrwlock.redis import connect
-    from txrwlock.redis._client import _bulk, _Command
+    from txrwlock.redis._client import encode
 
     locks = await connect("127.0.0.1", port, reactor=reactor)
     lock = locks.lock("bench")
-    connection = await locks._client._commands.getConnection(peek=True)
-    sha = await connection.script_load(EMPTY_SCRIPT)
+    client = locks._client
+    sha = await client.execute("SCRIPT", "LOAD", EMPTY_SCRIPT)
     # Encoded once, and sent as the lock sends its commands: the cheapest EVALSHA there is.
-    empty = _Command(b"".join([b"*5\r\n", *_bulk(b"EVALSHA", sha.encode(), b"1", b"k", b"a")]))
+    empty = encode("EVALSHA", sha, 1, "k", "a")
+
+    def reply(reply: object, sent: float) -> None:
+        pass
 
     async def floor() -> None:
-        await connection.execute_command(empty)
-        await connection.execute_command(empty)
+        await client.run(empty, reply)
+        await client.run(empty, reply)
 
     async def writer() -> None:
         await lock.writerAcquire()
@@ -224,11 +227,11 @@ def _childMain(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """
-    Run this section alone and print its table.
+    Run this section alone and print its tables: figures and goals.
 
     @return: the section's figures, as C{run.py} records them.
     """
-    from _report import formatTable
+    from _report import formatGoals, formatTable
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--smoke", action="store_true", help="small sizes, for CI")
@@ -241,6 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     report = run(ctx)
     print(formatTable(report.rows))
+    print(formatGoals(report.rows))
     return report.extra["redis"]  # type: ignore[no-any-return]
 
 

@@ -369,8 +369,8 @@ class TxReadersWriterLock:
     #     release, and derive the grant.  A release counts down its side's tick, from _TICKS to
     #     1, and _carried[writer] has the releases of the ticks run down.  _waits and
     #     _cancellations count on the slow paths.
-    #   - _cancelling is the waiter whose cancel is letting others in, if any: a callback may
-    #     cancel it again, before Deferred.cancel errbacks it.
+    #   - _cancelling is the waiter whose cancel is running (the innermost, if a callback fired
+    #     by one cancels another), else None: the cancel handler is entered once per waiter.
     #   - _observation, once made (by a clock, debug, or the first observer), stays and knows
     #     every waiter.  The lock's class is its observed twin (_Observing, see _twin) exactly
     #     while the observation is needed: the plain class's fast paths test no flag (a flag
@@ -690,24 +690,25 @@ class TxReadersWriterLock:
 
     def _cancel(self, d: Deferred[Any]) -> None:
         if d is self._cancelling:
-            # Cancelled again by the callback of a waiter its cancel let in, before Deferred.cancel
-            # errbacks it: it has left already (counting it twice would make _dead run high).
+            # Cancelled again, by a callback that the wake below fired (a reader let in by d's
+            # leaving cancels d's task): d is out of the lock already, and counting it once more
+            # (as cancelled, or as a dead waiter) would leave the counts one too high for good.
             return
-        self._cancellations += 1
-        writer = self._granted.pop(d, None)
-        if writer is not None:  # granted, not yet fired
-            self._ungrant(writer)
-            wake = True
-        else:
-            wake = self._waiters.discard(d)
-        if self._observation is not None:
-            self._observation.cancelled(d)
-        if wake:
-            outer, self._cancelling = self._cancelling, d
-            try:
+        outer, self._cancelling = self._cancelling, d
+        try:
+            self._cancellations += 1
+            writer = self._granted.pop(d, None)
+            if writer is not None:  # granted, not yet fired
+                self._ungrant(writer)
+                wake = True
+            else:
+                wake = self._waiters.discard(d)
+            if self._observation is not None:
+                self._observation.cancelled(d)
+            if wake:
                 self._wake()
-            finally:
-                self._cancelling = outer
+        finally:
+            self._cancelling = outer
         # Deferred.cancel now errbacks d with CancelledError: it never held the lock.
 
     def _ungrant(self, writer: bool) -> None:
@@ -890,7 +891,8 @@ class _Side(ABC, Generic[_HeldLock]):
     L{run}, over the side's C{acquire} and C{release}.
     """
 
-    __slots__ = ("_lock", "_writer")
+    # __weakref__: a side can be weakly referenced, as trio asks of every primitive (gh-331).
+    __slots__ = ("__weakref__", "_lock", "_writer")
 
     acquire: Callable[[], Deferred[_HeldLock]]
     release: Callable[[], Deferred[None]]
@@ -922,7 +924,7 @@ class _Side(ABC, Generic[_HeldLock]):
     def run(self, f: Callable[_P, Any], *args: _P.args, **kwargs: _P.kwargs) -> Deferred[Any]:
         """
         Acquire this side, call C{f(*args, **kwargs)}, and release once its result is done, as
-        L{DeferredLock.run<twisted.internet.defer.DeferredLock.run>}.
+        L{DeferredLock.run<twisted.internet.defer._ConcurrencyPrimitive.run>}.
 
         C{f} may return a plain value, a L{Deferred} or a coroutine (an C{async def} function);
         the side is released when that is done, in success or failure.
