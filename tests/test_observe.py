@@ -7,7 +7,9 @@ Time comes from a L{Clock}; nothing sleeps.
 
 from __future__ import annotations
 
+import gc
 import sys
+import weakref
 from collections.abc import Generator
 from dataclasses import FrozenInstanceError
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -390,6 +392,21 @@ class _BothPolicies(_Base):
         self.assertTrue(repr(lock).startswith("<Counting "))
         lock.removeObserver(recorder)
         self.assertIs(type(lock), Counting)
+
+    def test_subclassCollected(self) -> None:
+        """
+        A lock subclass made at run time, and its watched twin, are collected once dropped.
+        """
+
+        class Temporary(TxReadersWriterLock):
+            pass
+
+        lock = Temporary(self.fair, clock=Clock())
+        self.assertIsNot(type(lock), Temporary)
+        ref = weakref.ref(Temporary)
+        del lock, Temporary
+        gc.collect()
+        self.assertIsNone(ref())
 
     # Observers that fail.
 
