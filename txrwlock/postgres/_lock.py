@@ -332,8 +332,14 @@ class PostgresReadersWriterLock(_RemoteLock):
     def _acquire(self, writer: bool, queue: bool) -> Deferred[Any]:
         if self._locks._closed:
             return fail(psycopg().OperationalError(f"{self!r}: PostgresLocks disconnected"))
-        d = self._hold.acquire(writer, queue).addCallback(self._acquired, writer, queue)
+        inner = self._hold.acquire(writer, queue).addCallback(self._acquired, writer, queue)
+        if inner.called and not inner.paused:
+            return inner  # granted, or refused, at once
+        # A Deferred of its own, not called until granted (the local lock's grant fires the
+        # inner one, which then waits for PostgreSQL's).
+        d: Deferred[Any] = Deferred(lambda _: inner.cancel())
         self._waiting.add(d)
+        inner.chainDeferred(d)
         return d.addBoth(self._stopWaiting, d)
 
     def _stopWaiting(self, result: object, d: Deferred[Any]) -> object:
