@@ -29,10 +29,12 @@ $(BENCH_STAMP): $(DEV_STAMP) requirements-bench.txt
 
 dev: $(DEV_STAMP)
 
-# The Redis tests need a redis-server: .ci/ensure-redis installs it where it can (root, apt-get),
-# else they skip, saying how to enable them (except under CI=true, where they must run).
+# The Redis tests need a redis-server, the PostgreSQL ones PostgreSQL 15: .ci/ensure-redis and
+# .ci/ensure-postgres install them where they can (root, apt-get), else they skip, saying how to
+# enable them (except under CI=true, where they must run).
 test: $(DEV_STAMP)
 	bash .ci/ensure-redis
+	bash .ci/ensure-postgres
 	$(TRIAL) tests
 
 $(OLDEST_STAMP): requirements.txt requirements-test.txt setup.cfg pyproject.toml
@@ -46,10 +48,12 @@ $(OLDEST_STAMP): requirements.txt requirements-test.txt setup.cfg pyproject.toml
 # newer setuptools lack; its trial script does not, but neither does it put . on the path.
 test-oldest: $(OLDEST_STAMP)
 	bash .ci/ensure-redis
+	bash .ci/ensure-postgres
 	PYTHONPATH=. $(OLDEST_VENV)/bin/trial tests
 
 coverage: $(DEV_STAMP)
 	bash .ci/ensure-redis
+	bash .ci/ensure-postgres
 	$(PY) -m coverage erase
 	$(PY) -m coverage run -m twisted.trial tests
 	$(PY) -m coverage report

@@ -44,8 +44,8 @@ class SharedHold(Generic[_T]):
     #     waiting for it (dropping those cancelled), and _sharers is 0.
     #   - Else _sharers is the number of local holds that share the remote hold (1 for a writer),
     #     and _value is what the grant fired with (a writer's fencing token).
-    #   - The local lock's holders are the _sharers and _joiners, and the holders whose remote
-    #     acquire failed or whose try found the store taken, until they are released.
+    #   - The local lock's holders are the _sharers and the _joiners: one whose remote part
+    #     fails, or whose try the store refuses, gives its local hold back before it is told.
 
     def __init__(
         self,
@@ -63,7 +63,8 @@ class SharedHold(Generic[_T]):
         self.local = TxReadersWriterLock(fair=True)
         self._mode: bool | None = None
         self._taking: Deferred[_T | None] | None = None
-        self._joiners: list[Deferred[_T | None]] = []
+        # A dict, as an ordered set: a cancel removes its joiner in O(1).
+        self._joiners: dict[Deferred[_T | None], None] = {}
         self._sharers = 0
         self._value: _T | None = None
 
@@ -106,24 +107,26 @@ class SharedHold(Generic[_T]):
         self._localRelease(writer)
         return given
 
-    def downgrade(self, remote: Callable[[], Deferred[bool]]) -> Deferred[bool]:
+    def downgrade(self, remote: Callable[[], Deferred[_T | None]]) -> Deferred[_T | None]:
         """
         Turn the write hold, which must be held, into a read hold, as C{remote()} does for the
-        remote one (a L{Deferred} of whether the write hold was still there); then the local
-        readers first in line share it.  If it was not, the hold is given up here.
+        remote one: a L{Deferred} of the read hold's value, or of L{None} if the write hold was
+        gone.  Then the local readers first in line share it; if it was gone, the hold is given
+        up here.
 
         @return: C{remote()}'s L{Deferred}.
         """
 
-        def done(held: bool) -> bool:
-            if held:
+        def done(value: _T | None) -> _T | None:
+            self._value = value
+            if value is None:
+                self._sharers = 0
+                self._mode = None
+                self.local.writerRelease()
+            else:
                 self._mode = False
                 self.local.writerDowngrade()
-            else:
-                self._sharers = 0
-                self._mode = self._value = None
-                self.local.writerRelease()
-            return held
+            return value
 
         return remote().addCallback(done)
 
@@ -158,32 +161,29 @@ class SharedHold(Generic[_T]):
             if not queue:
                 return succeed(None)  # a try does not wait for another's acquire
             joined: Deferred[_T | None] = Deferred(self._unjoin)
-            self._joiners.append(joined)
+            self._joiners[joined] = None
             return joined
         self._mode = writer
         joined = Deferred(self._unjoin)
-        self._joiners.append(joined)
+        self._joiners[joined] = None
         self._taking = self._take(writer, queue)
         self._taking.addBoth(self._taken)
         return joined
 
     def _unjoin(self, joined: Deferred[_T | None]) -> None:
-        self._joiners.remove(joined)
+        del self._joiners[joined]
         if not self._joiners and self._taking is not None:
             self._taking.cancel()  # nobody wants it any more
 
     def _taken(self, result: _T | Failure | None) -> None:
         self._taking = None
-        joiners, self._joiners = self._joiners, []
-        writer = self._mode
+        joiners, self._joiners = list(self._joiners), {}
+        # Never a grant with no joiners: the last one's cancel cancelled the take, which then
+        # failed, here or in take()'s canceller (which gives back a grant that crossed it).
         if result is None or isinstance(result, Failure):
             self._mode = None
-        elif joiners:
+        else:
             self._sharers = len(joiners)
             self._value = result
-        else:
-            # Every joiner cancelled as the grant came, and take() did not give it back.
-            self._mode = None
-            self._give(bool(writer))
         for joined in joiners:
             joined.callback(result)  # a Failure errbacks

@@ -283,13 +283,14 @@ class PostgresReadersWriterLock(_RemoteLock):
         self._holds[holdId] = False
         self._fencingToken = None
 
-        def remote() -> Deferred[bool]:
+        def remote() -> Deferred[int | None]:
             query = _SQL["writerDowngrade"]
             d = self._session.execute(query, self._key, self._key, reconnect=False)
-            return d.addCallbacks(lambda row: bool(row[0]), self._heldIfConnected)
+            held = d.addCallbacks(lambda row: bool(row[0]), self._heldIfConnected)
+            return held.addCallback(lambda held: 0 if held else None)  # 0: a reader's value
 
-        def downgraded(held: bool) -> PostgresReadersWriterLock:
-            if not held or holdId not in self._holds:
+        def downgraded(value: int | None) -> PostgresReadersWriterLock:
+            if value is None or holdId not in self._holds:
                 self._forget(holdId)
                 raise LockLostError(f"writerDowngrade() of {self!r}: the write hold was lost")
             return self
