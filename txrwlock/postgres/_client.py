@@ -200,9 +200,18 @@ class PostgresClient:
     """
 
     def __init__(
-        self, reactor: Any, conninfo: str, kwargs: dict[str, Any], timeout: int, cancel: str
+        self,
+        reactor: Any,
+        conninfo: str,
+        kwargs: dict[str, Any],
+        timeout: int,
+        lease: float,
+        cancel: str,
     ) -> None:
         """
+        @param kwargs: connection parameters beside C{conninfo}.
+        @param timeout: the connect timeout, in seconds.
+        @param lease: the locks' lease, for the TCP timeouts.
         @param cancel: the statement that cancels the statement of the session whose pid it
             takes.
         """
@@ -210,6 +219,7 @@ class PostgresClient:
         self.reactor = reactor
         self.conninfo = conninfo
         self.kwargs = kwargs
+        self.lease = lease
         self.timeout = timeout
         self.pool = ThreadPool(minthreads=0, maxthreads=1, name="txrwlock.postgres")
         self.control = Session(self, None, ())
@@ -244,9 +254,21 @@ class PostgresClient:
         """
         In a thread of the pool: connect, in autocommit mode.
         """
-        return psycopg().connect(
-            self.conninfo, autocommit=True, connect_timeout=self.timeout, **self.kwargs
-        )
+        given = {**psycopg().conninfo.conninfo_to_dict(self.conninfo), **self.kwargs}
+        # TCP keepalives and a TCP user timeout, unless given: a connection whose server is cut
+        # off then fails within about a lease, not TCP's retransmission timeout (many minutes),
+        # and frees its thread.
+        probe = max(1, round(self.lease / 3))
+        defaults = {
+            "keepalives": 1,
+            "keepalives_idle": probe,
+            "keepalives_interval": probe,
+            "keepalives_count": 3,
+            "tcp_user_timeout": max(1, round(self.lease * 1000)),
+            "connect_timeout": self.timeout,
+        }
+        kwargs = {key: value for key, value in defaults.items() if key not in given}
+        return psycopg().connect(self.conninfo, autocommit=True, **kwargs, **self.kwargs)
 
     def close(self) -> Deferred[None]:
         """

@@ -102,7 +102,8 @@ def connect(
         raise ValueError(f"connect(): the lease must be positive, not {lease!r}")
     if reactor is None:
         from twisted.internet import reactor
-    client = PostgresClient(reactor, conninfo, kwargs, max(2, ceil(connectTimeout)), _SQL["cancel"])
+    timeout = max(2, ceil(connectTimeout))
+    client = PostgresClient(reactor, conninfo, kwargs, timeout, lease, _SQL["cancel"])
     return client.start().addCallback(lambda _: PostgresLocks(client, lease))
 
 
