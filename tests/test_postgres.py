@@ -598,6 +598,23 @@ class RestartTests(_PostgresTestCase):
         self.assertGreater(tokens[0] or 0, before)
         await self.assertInlineCbRaises(LockLostError, a.writerRelease)
 
+    @_deferred
+    async def test_crash(self) -> None:
+        """
+        After a crash (an immediate shutdown: no checkpoint), fencing tokens still grow, though
+        the last was taken just before.
+        """
+        (a,) = await self.clients(1, self.name())
+        for tryFirst in (False, True):
+            await (a.tryWriterAcquire() if tryFirst else a.writerAcquire())
+            before = a.fencingToken
+            self.pg.stop(signal.SIGQUIT)
+            await self.assertInlineCbRaises(LockLostError, a.writerRelease)
+            self.pg.start()
+            await _bounded(a.writerAcquire(), 20)
+            self.assertGreater(a.fencingToken or 0, before or 0)
+            await a.writerRelease()
+
 
 class ProcessesTests(_PostgresTestCase):
     """

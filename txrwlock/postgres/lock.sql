@@ -18,9 +18,12 @@ SELECT 0 FROM (SELECT pg_advisory_lock_shared(%s) OFFSET 0) AS granted
 
 -- name: writerAcquire
 -- The fencing token: a transaction id, taken after the grant (OFFSET 0 keeps the subquery, so
--- the lock first), in the same transaction.  Transaction ids are strictly increasing across
--- the cluster, and 64-bit (epoch included): never reused.
-SELECT pg_current_xact_id()::text::bigint FROM (SELECT pg_advisory_lock(%s) OFFSET 0) AS granted
+-- the lock comes first), in the same transaction.  Transaction ids are strictly increasing
+-- across the cluster, and 64-bit (epoch included): never reused.  The logical message makes the
+-- transaction write WAL, so its commit is flushed before the reply: after a crash, recovery
+-- sees the id, and never hands it out again.
+SELECT pg_current_xact_id()::text::bigint, pg_logical_emit_message(true, 'txrwlock', '')
+FROM (SELECT pg_advisory_lock(%s) OFFSET 0) AS granted
 
 -- name: tryReaderAcquire
 -- 0 if taken, NULL if not.
@@ -28,7 +31,11 @@ SELECT CASE WHEN pg_try_advisory_lock_shared(%s) THEN 0 END
 
 -- name: tryWriterAcquire
 -- The fencing token if taken (as writerAcquire), NULL if not.
-SELECT CASE WHEN pg_try_advisory_lock(%s) THEN pg_current_xact_id()::text::bigint END
+SELECT token, CASE WHEN token IS NOT NULL THEN pg_logical_emit_message(true, 'txrwlock', '') END
+FROM (
+    SELECT CASE WHEN pg_try_advisory_lock(%s) THEN pg_current_xact_id()::text::bigint END
+    OFFSET 0
+) AS tried (token)
 
 -- name: readerRelease
 -- Whether this session held it (if not, PostgreSQL also warns).
