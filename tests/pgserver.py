@@ -67,8 +67,13 @@ class PostgresServer:
     deliberately takes the server away.
     """
 
-    def __init__(self, bin: Path) -> None:
+    def __init__(self, bin: Path, *options: str) -> None:
+        """
+        @param options: C{postgres} options after the defaults (no fsync, for speed), e.g.
+            C{"-c", "fsync=on"}.
+        """
         self.bin = bin
+        self.options = options
         # Not under trial's folder: the unprivileged user must reach it.
         self.directory = Path(tempfile.mkdtemp(prefix="txrwlock-pg-"))
         self.data = self.directory / "data"
@@ -107,6 +112,7 @@ class PostgresServer:
         args = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port)]
         args += ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.data}"]
         args += ["-c", "fsync=off", "-c", "max_connections=200", "-c", "log_min_messages=fatal"]
+        args += self.options
         log = open(self.directory / "server.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             _asUnprivileged() + args, stdin=subprocess.DEVNULL, stdout=log, stderr=log

@@ -491,6 +491,7 @@ class ClientsTests(_PostgresTestCase):
         self.assertIsInstance(await writing.addErrback(lambda f: f.value), CancelledError)
         self.assertEqual(await self.settle(other), LockStatistics(1, False, 0, 0))
         await self.assertInlineCbRaises(psycopg.OperationalError, a.readerAcquire)
+        await self.assertInlineCbRaises(psycopg.OperationalError, a.statistics)
         self.assertRaises(psycopg.OperationalError, locks.lock, "y")
         await other.readerRelease()
 

@@ -14,7 +14,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any, TypeVar
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, fail
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -98,6 +98,8 @@ class Session:
             nothing, or it does not matter).
         @return: a L{Deferred} of the first row of the result (L{None} if none).
         """
+        if self.closed:
+            return fail(psycopg().OperationalError("the session was closed by disconnect()"))
         statement = _Statement(query, params, reconnect)
         self._queue.append(statement)
         self._next()
@@ -128,8 +130,9 @@ class Session:
         """
         Close the connection once the statements already sent are done.
         """
+        closing = self.execute("", reconnect=False)
         self.closed = True
-        return self.execute("", reconnect=False)
+        return closing
 
     def _next(self) -> None:
         while self._running is None and self._barrier is None and self._queue:
