@@ -15,17 +15,15 @@ processes, as in C{bench_redis.py}.
 
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(_HERE), str(_HERE.parent)]  # _common, and tests.pgserver
 
+from _children import bestOfRounds, childJson, contend, contendFor, sectionMain  # noqa: E402
 from _common import Context, Report, Row, SectionUnavailableError, Value, atMost  # noqa: E402
 from bench_redis import _goal  # noqa: E402
 
@@ -60,8 +58,8 @@ def run(ctx: Context) -> Report:
     server = PostgresServer(PG_BIN, "-c", "fsync=on")
     server.start()
     try:
-        ours = _child("--pairs", server.conninfo(), pairs, rounds)
-        throughput = _contend(server.conninfo(), 4, seconds)
+        ours = childJson(__file__, "--pairs", server.conninfo(), pairs, rounds)
+        throughput = contend(__file__, server.conninfo(), 4, seconds)
     finally:
         server.destroy()
 
@@ -86,29 +84,6 @@ def run(ctx: Context) -> Report:
     return report
 
 
-def _child(mode: str, conninfo: str, *args: float) -> Any:
-    """
-    Run this file as a child process in C{mode}; return what it printed last, as JSON.
-    """
-    command = [sys.executable, __file__, mode, conninfo, *map(str, args)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _contend(conninfo: str, processes: int, seconds: float) -> float:
-    """
-    @return: write acquire+release pairs per second, summed over C{processes} processes that
-        contend for one lock during the same C{seconds}.
-    """
-    start = time.time() + 3.0  # when all have started and connected, on a loaded machine too
-    command = [sys.executable, __file__, "--contend", conninfo, str(start), str(seconds)]
-    children = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(processes)
-    ]
-    counts = [int(child.communicate(timeout=600)[0].split()[-1]) for child in children]
-    return sum(counts) / seconds
-
-
 # The children, each on Twisted's reactor.
 
 
@@ -131,33 +106,19 @@ async def _pairs(reactor: Any, conninfo: str, pairs: int, repeat: int) -> None:
         await lock.readerAcquire()
         await lock.readerRelease()
 
-    # Rounds of each subject in turn, the best round of each kept (see bench_redis.py).
-    subjects = {"floor": floor, "writer": writer, "reader": reader}
-    best = dict.fromkeys(subjects, float("inf"))
-    for _ in range(repeat):
-        for name, pair in subjects.items():
-            began = time.perf_counter()
-            for _ in range(pairs):
-                await pair()
-            best[name] = min(best[name], time.perf_counter() - began)
+    results = await bestOfRounds(
+        {"floor": floor, "writer": writer, "reader": reader}, pairs, repeat
+    )
     await locks.disconnect()
-    print(json.dumps({name: s / pairs * 1e6 for name, s in best.items()}))
+    print(json.dumps(results))
 
 
 async def _contender(reactor: Any, conninfo: str, start: float, seconds: float) -> None:
-    from twisted.internet.task import deferLater
-
     from txrwlock.postgres import connect
 
     locks = await connect(conninfo, lease=5.0, reactor=reactor)
     lock = locks.lock("bench-contended")
-    await deferLater(reactor, max(0.0, start - time.time()), lambda: None)
-    end = time.time() + seconds
-    done = 0
-    while time.time() < end:
-        await lock.writerAcquire()
-        await lock.writerRelease()
-        done += 1
+    done = await contendFor(reactor, lock, start, seconds)
     await locks.disconnect()
     print(done)
 
@@ -184,20 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     @return: the section's figures, as C{run.py} records them.
     """
-    from _report import formatTable
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--smoke", action="store_true", help="small sizes, for CI")
-    args = parser.parse_args(argv)
-    ctx = Context(
-        smoke=args.smoke,
-        cacheDir=_HERE.parent / ".cache" / "bench",
-        pointBudget=0.3 if args.smoke else 10.0,
-        repeat=2 if args.smoke else 7,
-    )
-    report = run(ctx)
-    print(formatTable(report.rows))
-    return report.extra["postgres"]  # type: ignore[no-any-return]
+    return sectionMain(__doc__, run, "postgres", argv)
 
 
 if __name__ == "__main__":

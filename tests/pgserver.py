@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
+
+from tests.redisserver import _freePort, skipOrFail, stopProcess
 
 __all__ = ["PG_BIN", "PostgresServer", "requirePostgres"]
 
@@ -39,15 +40,7 @@ def requirePostgres(testCase: TestCase) -> Path:
     """
     if (PG_BIN / "postgres").exists() and (PG_BIN / "initdb").exists():
         return PG_BIN
-    if os.environ.get("CI") == "true":
-        testCase.fail(_HOW_TO_ENABLE)
-    raise SkipTest(_HOW_TO_ENABLE)
-
-
-def _freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    skipOrFail(testCase, _HOW_TO_ENABLE)
 
 
 def _asUnprivileged() -> list[str]:
@@ -149,16 +142,8 @@ class PostgresServer:
         immediate, a crash) and wait for it to exit.
         """
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGCONT)  # if paused: it must run to exit
-            process.send_signal(sig)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stopProcess(process, sig)
 
     def restart(self) -> None:
         """

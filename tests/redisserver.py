@@ -12,10 +12,11 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from twisted.trial.unittest import SkipTest, TestCase
 
-__all__ = ["REDIS_SERVER", "RedisServer", "requireRedis"]
+__all__ = ["REDIS_SERVER", "RedisServer", "requireRedis", "skipOrFail", "stopProcess"]
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -32,9 +33,17 @@ def requireRedis(testCase: TestCase) -> str:
     """
     if REDIS_SERVER is not None:
         return REDIS_SERVER
+    skipOrFail(testCase, _HOW_TO_ENABLE)
+
+
+def skipOrFail(testCase: TestCase, howToEnable: str) -> NoReturn:
+    """
+    A server the test needs is missing: skip it, saying C{howToEnable}, unless C{CI=true}: in CI
+    the test fails instead.
+    """
     if os.environ.get("CI") == "true":
-        testCase.fail(_HOW_TO_ENABLE)
-    raise SkipTest(_HOW_TO_ENABLE)
+        testCase.fail(howToEnable)
+    raise SkipTest(howToEnable)
 
 
 def _freePort() -> int:
@@ -91,17 +100,8 @@ class RedisServer:
         wait for it to exit.
         """
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            if sig != signal.SIGKILL:
-                os.kill(process.pid, signal.SIGCONT)  # if paused: it must run to exit
-            process.send_signal(sig)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stopProcess(process, sig)
 
     def restart(self) -> None:
         """
@@ -136,6 +136,22 @@ class RedisServer:
             header, _, payload = reply.partition(b"\r\n")
             return payload[: int(header[1:])] if int(header[1:]) >= 0 else b""
         return reply.rstrip(b"\r\n")
+
+
+def stopProcess(process: subprocess.Popen[bytes], sig: int, timeout: float = 30.0) -> None:
+    """
+    Send C{sig} to a server's C{process} (resumed first, if paused: it must run to exit), and
+    wait for it to exit; kill it if it has not within C{timeout} seconds.
+    """
+    if process.poll() is None:
+        if sig != signal.SIGKILL:
+            os.kill(process.pid, signal.SIGCONT)
+        process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _short(reply: bytes) -> bool:

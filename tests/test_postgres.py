@@ -28,7 +28,8 @@ from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
-from tests.pgserver import PostgresServer, _freePort, requirePostgres
+from tests.pgserver import PostgresServer, requirePostgres
+from tests.redisserver import _freePort
 from tests.test_redis import _bounded, _sleep, _until, _Worker
 from tests.test_redis import _deferred as _redis_deferred
 from txrwlock import LockNotHeldError, LockStatistics, TxTestCase

@@ -5,14 +5,11 @@ advisory locks.
 
     from txrwlock.postgres import connect
 
-    locks = yield connect("postgresql://user:secret@db.example/app", lease=30.0)
-    lock = locks.lock("inventory")
-    yield lock.writerAcquire()
-    try:
-        writeToStore(data, fence=lock.fencingToken)
-    finally:
-        yield lock.writerRelease()
-    yield locks.disconnect()
+    locks = await connect("postgresql://user:secret@db.example/app", lease=30.0)
+    lock = locks.lock("inventory", lost=None)
+    async with lock.writer:
+        store.write(data, fence=lock.fencingToken)
+    await locks.disconnect()
 
 Needs psycopg 3 (C{pip install txrwlock[postgres]}), imported by L{connect} only.
 """
