@@ -159,3 +159,28 @@ class SharedHoldTests(TxTestCase):
         self.assertEqual(_result(self.hold.downgrade(lambda: succeed(None))), [None])
         self.assertIsNone(self.hold.writing)
         self.assertTrue(self.hold.local.tryWriterAcquire())
+
+    def test_droppedDuringDowngrade(self) -> None:
+        """
+        A hold dropped as lost while its downgrade runs is given up once: the read hold the store
+        made is given back, one the store could not make is not, and the local lock is free.
+        """
+        for value in (0, None):
+            self.hold.acquire(True, True)
+            self.remote.takes[-1][2].callback(5)
+            downgrading: Deferred[int | None] = Deferred()
+
+            def remote(d: Deferred[int | None] = downgrading) -> Deferred[int | None]:
+                return d
+
+            result = _result(self.hold.downgrade(remote))
+            self.assertEqual(_result(self.hold.drop()), [True])
+            self.assertEqual(self.remote.gives, [True])
+            self.assertEqual(_result(self.hold.drop()), [None])  # nothing left to drop
+            downgrading.callback(value)
+            self.assertEqual(result, [None])
+            self.assertEqual(self.remote.gives, [True] + ([False] if value == 0 else []))
+            self.assertIsNone(self.hold.writing)
+            self.assertTrue(self.hold.local.tryWriterAcquire())
+            self.hold.local.writerRelease()
+            self.remote.gives.clear()

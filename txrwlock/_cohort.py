@@ -107,17 +107,33 @@ class SharedHold(Generic[_T]):
         self._localRelease(writer)
         return given
 
+    def drop(self) -> Deferred[Any]:
+        """
+        Give back one hold of this object that was lost, unless there is none left (a downgrade
+        that failed gave them all up).
+
+        @return: as L{release}.
+        """
+        if not self._sharers:
+            return succeed(None)
+        return self.release(bool(self._mode))
+
     def downgrade(self, remote: Callable[[], Deferred[_T | None]]) -> Deferred[_T | None]:
         """
         Turn the write hold, which must be held, into a read hold, as C{remote()} does for the
         remote one: a L{Deferred} of the read hold's value, or of L{None} if the write hold was
         gone.  Then the local readers first in line share it; if it was gone, the hold is given
-        up here.
+        up here.  If it was dropped meanwhile (L{drop}), the read hold the store may have made
+        is given back.
 
         @return: C{remote()}'s L{Deferred}.
         """
 
         def done(value: _T | None) -> _T | None:
+            if not self._sharers:
+                if value is not None:
+                    self._give(False)  # a store counting holds per client drops just this one
+                return None
             self._value = value
             if value is None:
                 self._sharers = 0

@@ -422,8 +422,7 @@ class PostgresReadersWriterLock(_RemoteLock):
         return given.addCallback(lambda held: self._released(held is not False, sent, writer))
 
     def _remove(self, holdId: str) -> Deferred[None]:
-        writer = self._hold.writing
-        d = self._hold.release(bool(writer))
+        d = self._hold.drop()
         d.addErrback(self._logUnlessConnectionError, "give up a hold")
         return d.addCallback(lambda _: None)
 
