@@ -460,6 +460,10 @@ class ClientsTests(_PostgresTestCase):
         (a,) = await self.clients(1, name, lease=0.9, lost=lambda lock, w: lost.append(w))
         (b,) = await self.clients(1, name)
         await a.writerAcquire()
+        self.pg.sql(f"SELECT pg_terminate_backend({a._session.pid})", dbname="app")
+        await self.assertInlineCbRaisesWithMsg(LockLostError, "was lost", a.writerDowngrade)
+        self.assertEqual((a.isReading, a.isWriting), (False, False))
+        await _bounded(a.writerAcquire())
         writing = b.writerAcquire()
         await self.settle(b)
         self.pg.sql(f"SELECT pg_terminate_backend({a._session.pid})", dbname="app")
@@ -469,6 +473,40 @@ class ClientsTests(_PostgresTestCase):
         await self.assertInlineCbRaisesWithMsg(LockLostError, "was lost", a.writerRelease)
         await b.writerRelease()
         await _bounded(a.writerAcquire())
+        await a.writerRelease()
+
+    @_deferred
+    async def test_cancelQueuedStatement(self) -> None:
+        """
+        A statement cancelled while it waits for the session (another runs) is never sent, and
+        fails with L{CancelledError}; the session goes on with the next.
+        """
+        (lock,) = await self.clients(1, self.name())
+        session = lock._session
+        sleeping = session.execute("SELECT pg_sleep(0.3)")
+        cancelled = session.execute("SELECT pg_advisory_lock(%s)", lock._key)
+        after = session.execute(
+            "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'"
+        )
+        session.cancel(cancelled)
+        self.assertIsInstance(await cancelled.addErrback(lambda f: f.value), CancelledError)
+        await sleeping
+        self.assertEqual(await after, (0,))
+
+    @_deferred
+    async def test_watchdog(self) -> None:
+        """
+        A holder with a short lease keeps its hold for several leases: its heartbeats keep its
+        session from being ended idle, and its own deadline moves on.
+        """
+        lost: list[bool] = []
+        name = self.name()
+        (a,) = await self.clients(1, name, lease=1.0, lost=lambda lock, w: lost.append(w))
+        (b,) = await self.clients(1, name)
+        await a.writerAcquire()
+        await _sleep(2.5)
+        self.assertEqual((lost, a.isWriting), ([], True))
+        self.assertFalse(await b.tryReaderAcquire())
         await a.writerRelease()
 
     @_deferred
@@ -551,7 +589,7 @@ class ConnectTests(_PostgresTestCase):
         A URL does as well as a conninfo, and keyword arguments add to either.
         """
         url = f"postgresql://app@127.0.0.1:{self.pg.port}/app"
-        locks = await connect(url, password="s3cret")
+        locks = await connect(url, password="s3cret", reactor=reactor)
         self.addCleanup(locks.disconnect)
         lock = locks.lock("x")
         await lock.writerAcquire()
@@ -585,7 +623,11 @@ class RestartTests(_PostgresTestCase):
         self.pg.stop()
         await _until(lambda: bool(lost), 5)
         self.assertEqual((lost, a.isWriting), ([True], False))
+        await self.assertInlineCbRaises(psycopg.OperationalError, a.tryWriterAcquire)
+        giveUp = a.writerAcquire()
         await _sleep(0.5)
+        giveUp.cancel()  # between its retries
+        self.assertIsInstance(await giveUp.addErrback(lambda f: f.value), CancelledError)
         self.assertFalse(writing.called)
         self.assertFalse(reading.called)
         self.pg.start()

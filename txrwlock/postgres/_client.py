@@ -115,8 +115,10 @@ class Session:
         with self._mutex:
             running = self._running
             if running is not None and running.deferred is deferred:
+                if running.state == "queued":
+                    running.state = "skipped"  # sent to its thread, not begun: it will not be
                 if running.state != "running":
-                    return  # done: its result is on its way
+                    return  # skipped, or done: its result is on its way
                 pid = self.pid
             else:
                 for statement in self._queue:
