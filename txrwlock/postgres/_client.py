@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from functools import cache
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, fail
 from twisted.internet.threads import deferToThreadPool
@@ -20,8 +20,6 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 __all__: list[str] = []
-
-_T = TypeVar("_T")
 
 
 @cache
@@ -74,7 +72,9 @@ class Session:
     #   - _barrier, while not None, is a cancel in flight: the next statement waits for it, so
     #     that a cancel never reaches a statement sent after the one it was meant for.
 
-    def __init__(self, client: PostgresClient, setup: str | None, setupParams: tuple[object, ...]):
+    def __init__(
+        self, client: PostgresClient, setup: str | None, setupParams: tuple[object, ...]
+    ) -> None:
         """
         @param setup: run on each new connection, first: it must return the backend's pid.
         """
@@ -270,10 +270,11 @@ class PostgresClient:
             "keepalives_interval": probe,
             "keepalives_count": 3,
             "tcp_user_timeout": max(1, round(self.lease * 1000)),
-            "connect_timeout": self.timeout,
         }
         kwargs = {key: value for key, value in defaults.items() if key not in given}
-        return psycopg().connect(self.conninfo, autocommit=True, **kwargs, **self.kwargs)
+        # connect()'s own connectTimeout, unless kwargs say otherwise.
+        kwargs.update({"connect_timeout": self.timeout, **self.kwargs})
+        return psycopg().connect(self.conninfo, autocommit=True, **kwargs)
 
     def close(self) -> Deferred[None]:
         """
