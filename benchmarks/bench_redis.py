@@ -128,18 +128,21 @@ def _redisPyPairs(port: int, pairs: int, repeat: int) -> float:
 
 async def _pairs(reactor: Any, port: int, pairs: int, repeat: int) -> None:
     from txrwlock.redis import connect
-    from txrwlock.redis._client import _bulk, _Command
+    from txrwlock.redis._client import encode
 
     locks = await connect("127.0.0.1", port, reactor=reactor)
     lock = locks.lock("bench")
-    connection = await locks._client._commands.getConnection(peek=True)
-    sha = await connection.script_load(EMPTY_SCRIPT)
+    client = locks._client
+    sha = await client.execute("SCRIPT", "LOAD", EMPTY_SCRIPT)
     # Encoded once, and sent as the lock sends its commands: the cheapest EVALSHA there is.
-    empty = _Command(b"".join([b"*5\r\n", *_bulk(b"EVALSHA", sha.encode(), b"1", b"k", b"a")]))
+    empty = encode("EVALSHA", sha, 1, "k", "a")
+
+    def reply(reply: object, sent: float) -> None:
+        pass
 
     async def floor() -> None:
-        await connection.execute_command(empty)
-        await connection.execute_command(empty)
+        await client.run(empty, reply)
+        await client.run(empty, reply)
 
     async def writer() -> None:
         await lock.writerAcquire()

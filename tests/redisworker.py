@@ -9,6 +9,9 @@ Modes:
     the torn reads seen and the holds lost.
   - C{hold}: take the write lock, print C{HOLDING <token>}, keep it ARG seconds, print
     C{KEPT} if it still holds it (else C{LOST}), release it and print C{RELEASED}.
+  - C{check}: take the write lock, print C{HOLDING <token>}, and half a lease later print
+    C{WRITING <isWriting>}: if the worker is paused past its lease meanwhile, this runs on resume
+    before the timer that loses the hold, due at the end of the lease.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import json
 import sys
 from typing import Any
 
-import txredisapi
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 
@@ -37,21 +39,20 @@ async def counter(reactor: Any, port: int, name: str, lease: float, times: int) 
         lost.append(writer)
 
     locks = await connect("127.0.0.1", port, reactor=reactor)
-    store = await txredisapi.Connection("127.0.0.1", port, dbid=0, reconnect=False)
+    store = locks._client
     lock = locks.lock(name, lease=lease, lost=onLost)
     torn = 0
     for i in range(times):
         async with lock.writer:
-            value = int((await store.get("a")) or 0) + 1
-            await store.set("a", value)
-            await store.set("b", value)
-            await store.rpush("tokens", lock.fencingToken)
+            value = int((await store.execute("GET", "a")) or 0) + 1
+            await store.execute("SET", "a", value)
+            await store.execute("SET", "b", value)
+            await store.execute("RPUSH", "tokens", str(lock.fencingToken))
         if i % 2:
             async with lock.reader:
-                a = await store.get("a")
-                b = await store.get("b")
+                a = await store.execute("GET", "a")
+                b = await store.execute("GET", "b")
                 torn += a != b
-    await store.disconnect()
     await locks.disconnect()
     say("DONE " + json.dumps({"torn": torn, "lost": len(lost)}))
 
@@ -73,9 +74,20 @@ async def hold(reactor: Any, port: int, name: str, lease: float, seconds: float)
     await locks.disconnect()
 
 
+async def check(reactor: Any, port: int, name: str, lease: float) -> None:
+    locks = await connect("127.0.0.1", port, reactor=reactor)
+    lock = locks.lock(name, lease=lease)
+    await lock.writerAcquire()
+    say(f"HOLDING {lock.fencingToken}")
+    await task.deferLater(reactor, lease / 2, lambda: None)
+    say(f"WRITING {lock.isWriting}")
+
+
 def main(reactor: Any, mode: str, port: str, name: str, lease: str, arg: str) -> Deferred[None]:
     if mode == "counter":
         work = counter(reactor, int(port), name, float(lease), int(arg))
+    elif mode == "check":
+        work = check(reactor, int(port), name, float(lease))
     else:
         work = hold(reactor, int(port), name, float(lease), float(arg))
     return Deferred.fromCoroutine(work)

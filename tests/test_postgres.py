@@ -17,9 +17,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar
 
 import psycopg
 from twisted.internet import reactor as _reactor
@@ -30,8 +29,7 @@ from twisted.python.failure import Failure
 
 from tests.pgserver import PostgresServer, requirePostgres
 from tests.redisserver import _freePort
-from tests.test_redis import _bounded, _sleep, _until, _Worker
-from tests.test_redis import _deferred as _redis_deferred
+from tests.test_redis import _bounded, _deferred, _sleep, _until, _Worker
 from txrwlock import LockNotHeldError, LockStatistics, TxTestCase
 from txrwlock.postgres import (
     LockLostError,
@@ -42,13 +40,6 @@ from txrwlock.postgres import (
 )
 
 reactor: Any = _reactor
-_Case = TypeVar("_Case", bound=TxTestCase)
-
-# The Redis tests' decorator, for any test case.
-_deferred = cast(
-    Callable[[Callable[[_Case], Coroutine[Any, Any, None]]], Callable[[_Case], Deferred[None]]],
-    _redis_deferred,
-)
 _WORKER = str(Path(__file__).with_name("pgworker.py"))
 _ROOT = str(Path(__file__).resolve().parent.parent)
 

@@ -7,8 +7,10 @@ reader and writer sides.  A backend adds how to acquire, release, renew and give
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
+from functools import partial
 from inspect import isawaitable
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar
@@ -19,7 +21,15 @@ from twisted.python.failure import Failure
 
 from txrwlock.txrwlock import LockNotHeldError, LockStatistics, _Side
 
-__all__ = ["LockLostError", "RemoteLockSide"]
+__all__ = ["MINIMUM_LEASE", "LockLostError", "RemoteLockSide", "checkLease"]
+
+# The shortest lease a lock takes, in seconds: a lease must outlast a round trip to the store with
+# room to spare, or every grant is lost at once.
+MINIMUM_LEASE = 0.01
+
+# Seconds between two sends of a release or removal that failed with the store away (see
+# _RemoteLock._sendAgain).
+_RESEND_DELAY = 0.05
 
 _T = TypeVar("_T")
 _Remote = TypeVar("_Remote", bound="_RemoteLock")
@@ -31,6 +41,24 @@ class LockLostError(LockNotHeldError):
     """
     The hold being released was lost: its lease ran out (its renewal failed, or came too late)
     before the release, and another client may have held the lock since.
+    """
+
+
+def checkLease(lease: float) -> None:
+    """
+    @raise ValueError: if C{lease} is not a finite number of seconds of at least
+        L{MINIMUM_LEASE}.
+    """
+    if not (math.isfinite(lease) and lease >= MINIMUM_LEASE):
+        raise ValueError(
+            f"lock(): a lease must be a finite number of seconds, at least {MINIMUM_LEASE},"
+            f" not {lease!r}"
+        )
+
+
+def _ignore(*args: object) -> None:
+    """
+    Take any answer, and do nothing with it.
     """
 
 
@@ -61,9 +89,10 @@ class _RemoteLock(ABC):
     This base keeps the holds of one lock object and their leases: every hold lasts C{lease}
     seconds unless renewed, and this object renews its holds every C{lease / 3} seconds.  A hold
     not renewed in time is lost: it is forgotten here, given up in the store, the C{lost}
-    callback is called, and its release fails with L{LockLostError}.  A backend says how to
-    acquire (L{_acquire}), release (L{_sendRelease}), renew (L{_renewLeases}) and give up
-    (L{_remove}) a hold in its store.
+    callback is called, and its release fails with L{LockLostError}.  A release or removal that
+    fails with the store away is sent again until the store answers or its lease is over.  A
+    backend says how to acquire (L{_acquire}), release (L{_sendRelease}), renew
+    (L{_renewLeases}) and give up (L{_remove}) a hold in its store.
     """
 
     # Invariants:
@@ -71,6 +100,8 @@ class _RemoteLock(ABC):
     #     them) to whether the hold writes; at most one writes, and then it is alone.
     #   - _deadlines has the keys of _holds: the local time by which each hold's lease surely
     #     runs out unless renewed (the send time of the last command that set it, plus a lease).
+    #     A hold past its deadline is not reported as held (isReading, isWriting, fencingToken),
+    #     though _expire, which forgets it, may not have run yet.
     #   - _fencingToken is not None exactly while a hold of _holds writes.
     #   - While there are holds (or a backend's _needsRenewal()), a renewal is scheduled or
     #     running (it may outlive them by one tick), and _expiry is due no later than the
@@ -102,23 +133,32 @@ class _RemoteLock(ABC):
     @property
     def isReading(self) -> bool:
         """
-        Whether this object holds at least one read hold.
+        Whether this object holds at least one read hold whose lease has not run out by the
+        clock.
         """
-        return not all(self._holds.values())
+        now = self._clock.seconds()
+        return any(not w and self._deadlines[h] > now for h, w in self._holds.items())
 
     @property
     def isWriting(self) -> bool:
         """
-        Whether this object holds the write hold.
+        Whether this object holds the write hold, and its lease has not run out by the clock
+        (though the timer that says it is lost may not have run yet: the process was paused).
         """
-        return self._fencingToken is not None
+        return self.fencingToken is not None
 
     @property
     def fencingToken(self) -> int | None:
         """
-        While this object holds the write hold, its fencing token: every write acquisition of the
-        name, by any client, gets a larger one.  L{None} otherwise.
+        While this object holds the write hold (as L{isWriting}), its fencing token: every write
+        acquisition of the name, by any client, gets a larger one.  L{None} otherwise.
         """
+        if self._fencingToken is None:
+            return None
+        # Writing, the hold is alone in _deadlines.
+        for deadline in self._deadlines.values():
+            if deadline <= self._clock.seconds():
+                return None
         return self._fencingToken
 
     def readerAcquire(self: _Remote) -> Deferred[_Remote]:
@@ -157,20 +197,22 @@ class _RemoteLock(ABC):
 
     def readerRelease(self) -> Deferred[None]:
         """
-        Give back one read hold of this object.
+        Give back one read hold of this object: free here at once, and in the store once the
+        release reaches it (sent again while the store is away, until the hold's lease is over).
 
-        @return: a L{Deferred} that fires once the store has released it, or fails with
-            L{LockLostError} if it was lost.
+        @return: a L{Deferred} that fires once the store has released it (or the lease is over),
+            or fails with L{LockLostError} if it was lost.
         @raise LockNotHeldError: if this object holds no read hold (nor lost one).
         """
         return self._release(False)
 
     def writerRelease(self) -> Deferred[None]:
         """
-        Give back the write hold.
+        Give back the write hold: free here at once, and in the store once the release reaches
+        it (sent again while the store is away, until the hold's lease is over).
 
-        @return: a L{Deferred} that fires once the store has released it, or fails with
-            L{LockLostError} if it was lost.
+        @return: a L{Deferred} that fires once the store has released it (or the lease is over),
+            or fails with L{LockLostError} if it was lost.
         @raise LockNotHeldError: if this object does not hold the write hold (nor lost it).
         """
         return self._release(True)
@@ -203,10 +245,13 @@ class _RemoteLock(ABC):
         """
 
     @abstractmethod
-    def _sendRelease(self, holdId: str, writer: bool) -> Deferred[None]:
+    def _sendRelease(
+        self, holdId: str, writer: bool, answered: Callable[[int, float, bool], None]
+    ) -> Deferred[None]:
         """
-        Release the hold C{holdId} in the store, already forgotten here; call L{_released} with
-        the store's answer.
+        Release the hold C{holdId} in the store, already forgotten here; call C{answered} with
+        the store's answer (whether the hold was still there), the time the command was sent,
+        and C{writer}.
         """
 
     @abstractmethod
@@ -221,8 +266,8 @@ class _RemoteLock(ABC):
     @abstractmethod
     def _remove(self, holdId: str) -> Deferred[None]:
         """
-        Drop the hold C{holdId} in the store, for nobody's sake: if that fails, its lease runs
-        out.  Never fails.
+        Drop the hold or place C{holdId} in the store, for nobody's sake: sent again while the
+        store is away (see L{_sendAgain}), until its lease has run out.  Never fails.
         """
 
     @abstractmethod
@@ -259,8 +304,17 @@ class _RemoteLock(ABC):
     def _release(self, writer: bool) -> Deferred[None]:
         for holdId, w in self._holds.items():
             if w == writer:
+                deadline = self._deadlines[holdId]
                 self._forget(holdId)
-                return self._sendRelease(holdId, writer)
+                sent = self._sendRelease(holdId, writer, self._released)
+                if deadline <= self._clock.seconds():
+                    # Released after its lease ran out by the clock (the process was paused):
+                    # only the store's answer can tell that nobody else held it since.
+                    return sent.addErrback(self._lateReleaseFailed, writer)
+                # Sent again, the release may find the hold gone because its first send released
+                # it before the connection dropped: no loss, then.
+                again = partial(self._sendRelease, holdId, writer, _ignore)
+                return sent.addErrback(self._sendAgain, again, deadline)
         if self._lostHolds[writer]:
             self._lostHolds[writer] -= 1
             return fail(self._lostError(writer))
@@ -275,6 +329,57 @@ class _RemoteLock(ABC):
         """
         if not held:
             raise self._lostError(writer)
+
+    def _lateReleaseFailed(self, failure: Failure, writer: bool) -> Failure:
+        if self._isConnectionError(failure):
+            raise self._lostError(writer)
+        return failure
+
+    def _sendAgain(
+        self, failure: Failure, again: Callable[[], Deferred[None]], deadline: float
+    ) -> Deferred[None]:
+        """
+        A release, or a removal, failed with C{failure}.  If the store is away, send it again
+        (C{again()}) once it is back, until the store answers or the lease of what it gives up
+        has run out, at C{deadline} (then the store drops it by itself): the waiters of every
+        client need not wait for the lease.
+
+        @return: a L{Deferred} that fires once the store answered, or at C{deadline}, or fails
+            with a failure other than the store being away.
+        """
+        if not self._isConnectionError(failure) or self._closed():
+            return fail(failure)
+        done: Deferred[None] = Deferred()
+
+        def send() -> None:
+            again().addCallbacks(finish, failed)
+
+        def failed(failure: Failure) -> None:
+            if done.called:
+                return
+            if not self._isConnectionError(failure) or self._closed():
+                finish(failure)
+            elif self._clock.seconds() < deadline:
+                # A send waits for the connection; one that fails at once is not sent again in
+                # the same turn, nor more than 20 times a second.
+                self._clock.callLater(_RESEND_DELAY, send)
+            else:
+                finish(None)
+
+        def finish(result: Failure | None) -> None:
+            if done.called:
+                return
+            if timer.active():
+                timer.cancel()
+            if result is None:
+                done.callback(None)
+            else:
+                done.errback(result)
+
+        # When the lease runs out, the store drops what is given up if nothing reached it: done.
+        timer = self._clock.callLater(max(0.0, deadline - self._clock.seconds()), finish, None)
+        failed(failure)
+        return done
 
     def _lostError(self, writer: bool) -> LockLostError:
         return LockLostError(f"{self._releaseCall(writer)}: the hold of {self!r} was lost")

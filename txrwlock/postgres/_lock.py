@@ -416,10 +416,14 @@ class PostgresReadersWriterLock(_RemoteLock):
         # A session that ended took its locks with it.
         return False if isConnectionError(failure) else failure
 
-    def _sendRelease(self, holdId: str, writer: bool) -> Deferred[None]:
+    def _sendRelease(
+        self, holdId: str, writer: bool, answered: Callable[[int, float, bool], None]
+    ) -> Deferred[None]:
+        # Never fails for a lost connection (the hold went with its session: not held), so the
+        # base never sends it again.
         sent = self._clock.seconds()
         given = self._hold.release(writer)
-        return given.addCallback(lambda held: self._released(held is not False, sent, writer))
+        return given.addCallback(lambda held: answered(held is not False, sent, writer))
 
     def _remove(self, holdId: str) -> Deferred[None]:
         d = self._hold.drop()

@@ -13,11 +13,20 @@ The readers/writer lock of L{txrwlock}, shared by processes and hosts through Re
         yield lock.writerRelease()
     yield locks.disconnect()
 
-Needs txredisapi (C{pip install txrwlock[redis]}), imported by L{connect} only: txredisapi
-imports the global reactor, and importing this package must not.
+Needs nothing but Twisted: the Redis client is our own (L{txrwlock.redis._client}).  Importing
+this package imports no reactor.
 """
 
 from txrwlock._remote import LockLostError
+from txrwlock.redis._client import RedisConnectionError, RedisError
 from txrwlock.redis._lock import RedisLocks, RedisLockSide, RedisReadersWriterLock, connect
 
-__all__ = ["LockLostError", "RedisLockSide", "RedisLocks", "RedisReadersWriterLock", "connect"]
+__all__ = [
+    "LockLostError",
+    "RedisConnectionError",
+    "RedisError",
+    "RedisLockSide",
+    "RedisLocks",
+    "RedisReadersWriterLock",
+    "connect",
+]

@@ -2,68 +2,142 @@
 """
 The Redis lock of L{txrwlock.redis}: the locks of one database (L{RedisLocks}) and each lock's
 acquires, releases and leases (L{RedisReadersWriterLock}), over the client of
-L{txrwlock.redis._client} and the script C{lock.lua}.
+L{txrwlock.redis._client} and the scripts of C{scripts/}.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import re
+import weakref
+from collections.abc import Callable, Sequence
 from hashlib import sha1
 from importlib.resources import files
 from itertools import count
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from uuid import uuid4
 
-from twisted.internet.defer import Deferred, DeferredList, fail
+from twisted.internet.defer import Deferred, DeferredList, FirstError, fail, gatherResults
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 
-from txrwlock._remote import LockLostError, RemoteLockSide, _RemoteLock, _Timer
-from txrwlock.redis._client import (
-    RedisClient,
-    _bulk,
-    _Command,
-    connectionError,
-    isConnectionError,
-    openClient,
+from txrwlock._remote import (
+    LockLostError,
+    RemoteLockSide,
+    _ignore,
+    _RemoteLock,
+    _Timer,
+    checkLease,
 )
+from txrwlock.redis._client import RedisClient, RedisConnectionError, bulk, openClient
 from txrwlock.txrwlock import LockNotHeldError, LockStatistics
 
 __all__ = ["RedisLockSide", "RedisLocks", "RedisReadersWriterLock", "connect"]
 
-# Every transition of a lock is one run of this script: lock.lua says what it keeps and replies.
-_SCRIPT = files(__package__).joinpath("lock.lua").read_text(encoding="utf-8")
-_SHA = sha1(_SCRIPT.encode()).hexdigest()
+_T = TypeVar("_T")
+
+# Every transition of a lock is one run of a script of scripts/, named for what it does; the parts
+# whose names start with "_" are included by its "--#include" lines (a run defines no function it
+# does not need: a Lua closure costs 0.6 µs).  _prelude.lua says what a lock keeps.
+_SCRIPTS = files(__package__).joinpath("scripts")
+_INCLUDE = re.compile(r"^--#include (\w+)$", re.MULTILINE)
+
+
+def _script(name: str) -> str:
+    """
+    @return: the text of the script C{name}, its includes expanded.
+    """
+    text = _SCRIPTS.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    return _INCLUDE.sub(lambda m: _script("_" + m.group(1)).rstrip("\n"), text)
+
+
+_TEXTS = {
+    name: _script(name)
+    for name in ("acquire_read", "acquire_write", "release", "downgrade", "renew", "statistics")
+}
+_SHAS = {name: sha1(text.encode()).hexdigest() for name, text in _TEXTS.items()}
+# Each operation of a lock: its script, and the mode it passes it (ARGV[3]), if any.
+_OPERATIONS: dict[bytes, tuple[str, bytes | None]] = {
+    b"r": ("acquire_read", None),
+    b"w": ("acquire_write", b"q"),
+    b"t": ("acquire_write", b"t"),
+    b"x": ("release", b"a"),
+    b"y": ("release", b"w"),
+    b"d": ("downgrade", None),
+    b"n": ("renew", None),
+    b"s": ("statistics", None),
+}
 
 
 def connect(
-    host: str = "localhost",
+    host: str | IStreamClientEndpoint = "localhost",
     port: int = 6379,
     dbid: int = 0,
     password: str | None = None,
     *,
+    username: str | None = None,
+    sentinels: Sequence[tuple[str, int]] | None = None,
+    service: str | None = None,
     connectTimeout: float = 5.0,
+    replyTimeout: float = 5.0,
+    healthCheckInterval: float = 5.0,
     reactor: Any = None,
 ) -> Deferred[RedisLocks]:
     """
     Connect to Redis, for locks shared with every client of the same database.
 
     Two connections are made, one for commands and one for pub/sub, shared by every lock of the
-    L{RedisLocks}.  Once made, both reconnect by themselves whenever they are lost.
+    L{RedisLocks}.  Once made, each is made again whenever it is lost, for ever, backing off from
+    50 ms to 1 s between attempts; commands made meanwhile wait for it.  A silent connection
+    (a peer or a network gone without a word) is noticed, dropped and made again within
+    C{healthCheckInterval + replyTimeout} seconds of its last reply (10 s by default).
 
-    @param host: the Redis server's host name or address.
-    @param port: its port.
+    @param host: the Redis server's host name or address; or a Twisted client endpoint
+        description (a string with C{=} in it, or starting C{unix:}), such as
+        C{"tcp:host=redis.example:port=6379"}, C{"unix:path=/run/redis/redis.sock"} or
+        C{"tls:host=redis.example:port=6380:trustRoots=/etc/redis/ca"}; or an
+        L{IStreamClientEndpoint}.
+    @param port: the port, with a host name or address.
     @param dbid: the database: locks of the same name in different databases are different.
     @param password: Redis's password, if it needs one.
-    @param connectTimeout: give up after this many seconds if Redis cannot be reached.
+    @param username: the ACL user of C{password} (Redis 6 and later), if not C{default}.
+    @param sentinels: the C{(host, port)} of the sentinels of a Sentinel deployment: each
+        connection asks them where the primary of C{service} is, and checks it is one; on a
+        lost connection or a C{READONLY} reply (a failover), it asks again.  Replaces C{host}
+        and C{port}.
+    @param service: the name of the Sentinel service (its C{sentinel monitor} name).
+    @param connectTimeout: fail after this many seconds if the first connections cannot be made;
+        also the limit of each later attempt.
+    @param replyTimeout: seconds a command waits for its reply before its connection is
+        dropped, and made again.  Keep it above the longest command you expect: a script, a
+        C{WAIT}.
+    @param healthCheckInterval: seconds a connection may be idle before it is sent a C{PING}.
+        5 by default: with C{replyTimeout}, a silent connection is noticed within 10 s, a third
+        of the default lease, for two tiny commands per client every 5 s.
     @param reactor: the reactor (an L{IReactorTCP<twisted.internet.interfaces.IReactorTCP>} and
         L{IReactorTime<twisted.internet.interfaces.IReactorTime>}) for connections and timers;
         the global one, imported then, if L{None}.
-    @return: a L{Deferred} of the L{RedisLocks}, failing with txredisapi's C{ConnectionError}
-        if Redis cannot be reached in C{connectTimeout} seconds.
+    @return: a L{Deferred} of the L{RedisLocks}, failing with L{RedisConnectionError} if Redis
+        cannot be reached in C{connectTimeout} seconds, or refuses the password or database.
+    @raise ValueError: if C{sentinels} and C{service} are not given together, or a timeout is
+        not positive and finite.
     """
     if reactor is None:
         from twisted.internet import reactor
-    opened = openClient(host, port, dbid, password, connectTimeout, reactor, _SCRIPT)
+    opened = openClient(
+        reactor,
+        list(_TEXTS.values()),
+        host,
+        port,
+        dbid,
+        password,
+        username,
+        sentinels,
+        service,
+        connectTimeout,
+        replyTimeout,
+        healthCheckInterval,
+    )
     return opened.addCallback(RedisLocks)
 
 
@@ -82,6 +156,8 @@ class RedisLocks:
         self._clientId = uuid4().hex
         self._ids = count()
         self._closed = False
+        # Every lock made and still referenced, for disconnect().
+        self._objects: weakref.WeakSet[RedisReadersWriterLock] = weakref.WeakSet()
 
     @property
     def dbid(self) -> int:
@@ -95,6 +171,7 @@ class RedisLocks:
         name: str,
         lease: float = 30.0,
         lost: Callable[[RedisReadersWriterLock, bool], object] | None = None,
+        minReplicas: int = 0,
     ) -> RedisReadersWriterLock:
         """
         A lock shared with every client of this Redis database that uses the same C{name}.
@@ -107,24 +184,36 @@ class RedisLocks:
             object renews them every C{lease / 3} seconds.
         @param lost: called with the lock and whether the hold was the writer's, each time this
             object loses a hold because its lease ran out unrenewed.
-        @raise TypeError: if C{name} is not a string.
-        @raise ValueError: if C{name} is empty or C{lease} is not positive.
+        @param minReplicas: hand over a grant only once this many replicas of Redis have
+            acknowledged it (C{WAIT}, on the command connection, right after the grant), so that a
+            failover to one of them keeps the hold; a grant not acknowledged within a tenth of
+            the lease is given back, and the acquire tries again (a try-acquire reports
+            C{False}).  Renewals and downgrades extend a lease only once acknowledged too.  Per
+            lock, since it costs a replica's round trip on every acquire; a C{WAIT} holds up the
+            command connection, shared by every lock of this object, while it waits.
+        @raise TypeError: if C{name} is not a string, or C{minReplicas} not an integer.
+        @raise ValueError: if C{name} is empty, C{lease} is not finite or shorter than
+            L{MINIMUM_LEASE<txrwlock._remote.MINIMUM_LEASE>} (10 ms), or C{minReplicas} is
+            negative.
         """
         if not isinstance(name, str):
             raise TypeError(f"a lock's name must be a string, not {name!r}")
         if not name:
             raise ValueError("a lock's name must not be empty")
-        if not lease > 0:
-            raise ValueError(f"a lock's lease must be positive, not {lease!r}")
+        checkLease(lease)
+        if not isinstance(minReplicas, int) or isinstance(minReplicas, bool):
+            raise TypeError(f"lock(): minReplicas must be an integer, not {minReplicas!r}")
+        if minReplicas < 0:
+            raise ValueError(f"lock(): minReplicas must not be negative, not {minReplicas!r}")
         if self._closed:
-            raise connectionError("RedisLocks.lock() called after disconnect()")
-        lock = RedisReadersWriterLock(self, name, lease, lost)
-        self._client.subscriptions.add(lock)
+            raise RedisConnectionError("RedisLocks.lock() called after disconnect()")
+        lock = RedisReadersWriterLock(self, name, lease, lost, minReplicas)
+        self._objects.add(lock)
         return lock
 
     def disconnect(self, timeout: float = 2.0) -> Deferred[None]:
         """
-        Close both connections.  Waiting acquires fail with txredisapi's C{ConnectionError} and
+        Close both connections.  Waiting acquires fail with L{RedisConnectionError} and
         their places are given up.  Holds not released are given up too, as lost: the C{lost}
         callbacks are called, and their releases fail with L{LockLostError}.  Release first.
 
@@ -133,8 +222,7 @@ class RedisLocks:
         @return: a L{Deferred} that fires once both connections are closed.
         """
         self._closed = True
-        locks = cast(list[RedisReadersWriterLock], self._client.subscriptions.locks())
-        removals = [d for lock in locks for d in lock._close()]
+        removals = [d for lock in list(self._objects) for d in lock._close()]
         # Not a timeout on the removals: cancelling them would leave their replies unread.
         given: Deferred[None] = Deferred()
         timer = self._reactor.callLater(timeout, given.callback, None)
@@ -217,15 +305,24 @@ class RedisReadersWriterLock(_RemoteLock):
     L{CancelledError<twisted.internet.defer.CancelledError>} and gives up its place in Redis; a
     grant that crossed the cancellation is released.
 
-    B{Faults.}  An acquire whose command is in flight when Redis goes away fails with txredisapi's
-    C{ConnectionError} and holds nothing; one made while Redis is away waits for it, as do the
+    B{Faults.}  An acquire whose command is in flight when Redis goes away fails with
+    L{RedisConnectionError} and holds nothing; one made while Redis is away waits for it, as do the
     waiters already waiting.  Holds whose leases have not run out when Redis comes back (with its
-    data) are kept.
+    data) are kept.  A release whose connection drops is sent again until Redis answers or the
+    hold's lease has run out.  L{isReading}, L{isWriting} and L{fencingToken} read the clock: a
+    hold past its lease is not reported as held, even before the loss is; a grant whose reply
+    comes after its lease could have run out is asked for again, never handed over.  Fencing
+    tokens keep growing when Redis loses data, as long as its clock does not go back (a token is
+    at least Redis's C{TIME} in µs).  With C{minReplicas}, a grant is handed over only once that
+    many replicas acknowledged it.  The docs' "Running in production" has the whole table.
     """
 
     # Invariants, besides those of _RemoteLock:
     #   - _waiting has the acquires whose Deferreds have not fired, tries included (those that
     #     do not queue: their one try is in flight).
+    #   - _listening is whether this object listens on its channel: exactly while an acquire
+    #     of _waiting has waited (a try failed), so that a lock never contended costs the client
+    #     no subscription.
     #   - _retryTimer, if active, is due no later than the earliest lease in Redis that keeps a
     #     waiter of this object out, as Redis last told it.
 
@@ -239,6 +336,7 @@ class RedisReadersWriterLock(_RemoteLock):
         name: str,
         lease: float,
         lost: Callable[[RedisReadersWriterLock, bool], object] | None,
+        minReplicas: int = 0,
     ) -> None:
         """
         Use L{RedisLocks.lock}.
@@ -248,16 +346,24 @@ class RedisReadersWriterLock(_RemoteLock):
         self._run = locks._client.run
         tag = f"txrwlock:{{{locks.dbid}:{name}}}"
         self._channel = tag
-        # What every command of this lock starts with, encoded once (measured: 0.3 µs to build
-        # a command, against 7 µs encoding every argument; a pair sends two).  _heads: the
-        # start of the commands on one hold id, up to the id, for each operation.
+        # What every command of this lock holds, encoded once (measured: 0.3 µs to build a
+        # command, against 7 µs encoding every argument; a pair sends two).  _heads: the start
+        # of the commands on one hold id, up to the id, for each operation.  The lease goes to
+        # Redis rounded up, so that Redis never drops a hold before this object gives it up.
         keys = [f"{tag}:{letter}".encode() for letter in "hwqpnr"]
-        leaseMs = b"%d" % max(1, round(lease * 1000))
-        fixed = [b"EVALSHA", _SHA.encode(), b"%d" % len(keys), *keys, tag.encode(), leaseMs]
-        self._prefix = b"".join(_bulk(*fixed))
-        self._prefixArgs = len(fixed)
-        self._heads = {op: self._head(op, 1) for op in (b"r", b"w", b"t", b"x", b"y", b"d", b"n")}
+        leaseMs = b"%d" % math.ceil(round(lease * 1e6) / 1000)  # 0.3 s: 300, not 301
+        self._common = bulk(b"%d" % len(keys), *keys, tag.encode(), leaseMs)
+        self._heads = {op: self._head(op, 1) for op in _OPERATIONS if op != b"s"}
+        # With minReplicas, every try, renewal and downgrade is followed by a WAIT for that many
+        # replicas, a tenth of the lease at most (never 0: WAIT's 0 waits for ever), so that
+        # renewals, every third of a lease, still come in time while the WAITs time out.
+        self._minReplicas = minReplicas
+        self._waitReplicas: bytes | None = None
+        if minReplicas:
+            timeout = b"%d" % math.ceil(lease * 100)
+            self._waitReplicas = b"*3\r\n" + bulk(b"WAIT", b"%d" % minReplicas, timeout)
         self._waiting: dict[str, _Acquire] = {}
+        self._listening = False
         self._retryTimer: _Timer | None = None
 
     def writerDowngrade(self) -> Deferred[RedisReadersWriterLock]:
@@ -278,14 +384,17 @@ class RedisReadersWriterLock(_RemoteLock):
         self._holds[holdId] = False
         self._fencingToken = None
 
-        def downgraded(held: int, sent: float) -> RedisReadersWriterLock:
+        def downgraded(held: int, sent: float, acked: bool) -> RedisReadersWriterLock:
             if not held or holdId not in self._holds:
                 self._forget(holdId)
                 raise LockLostError(f"writerDowngrade() of {self!r}: the write hold was lost")
-            self._extend(holdId, sent)
+            if acked:
+                # Not acknowledged, the read hold is the primary's only: a failover would leave
+                # the write hold, as the replicas had it, lasting until its deadline, kept here.
+                self._extend(holdId, sent)
             return self
 
-        return self._run(self._command(b"d", holdId), downgraded)
+        return self._runAcked(self._command(b"d", holdId), downgraded)
 
     def statistics(self) -> Deferred[LockStatistics]:
         """
@@ -314,31 +423,37 @@ class RedisReadersWriterLock(_RemoteLock):
         writers = sum(a.queue and a.writer for a in self._waiting.values())
         return sum(a.queue for a in self._waiting.values()) - writers, writers
 
-    def _command(self, op: bytes, *ids: str) -> _Command:
+    def _command(self, op: bytes, *ids: str) -> bytes:
         """
         @return: the run of the script for the one-letter operation C{op} on C{ids}.
         """
         if len(ids) == 1:
             # Every acquire and release: half the time of the general case (0.6 µs, 1.1 µs).
-            return _Command(b"%s$%d\r\n%s\r\n" % (self._heads[op], len(ids[0]), ids[0].encode()))
+            return b"%s$%d\r\n%s\r\n" % (self._heads[op], len(ids[0]), ids[0].encode())
         # Hold ids are ASCII: their length in characters is their length in bytes.
         tail = "".join([f"${len(i)}\r\n{i}\r\n" for i in ids]).encode()
-        return _Command(self._head(op, len(ids)) + tail)
+        return self._head(op, len(ids)) + tail
 
     def _head(self, op: bytes, ids: int) -> bytes:
-        return b"*%d\r\n%s$1\r\n%s\r\n" % (self._prefixArgs + 1 + ids, self._prefix, op)
+        script, mode = _OPERATIONS[op]
+        extra = () if mode is None else (mode,)
+        # EVALSHA, its SHA, the keys' count, 6 keys, channel, lease: 11 arguments.
+        args = b"*%d\r\n" % (11 + len(extra) + ids)
+        return b"".join(
+            [args, bulk(b"EVALSHA", _SHAS[script].encode()), self._common, bulk(*extra)]
+        )
 
     def _closed(self) -> bool:
         return self._locks._closed
 
     def _isConnectionError(self, failure: Failure) -> bool:
-        return isConnectionError(failure)
+        return isinstance(failure.value, RedisConnectionError)
 
     # Acquiring
 
     def _acquire(self, writer: bool, queue: bool) -> Deferred[Any]:
         if self._locks._closed:
-            return fail(connectionError(f"{self!r}: RedisLocks disconnected"))
+            return fail(RedisConnectionError(f"{self!r}: RedisLocks disconnected"))
         a = _Acquire(self._locks._newId(), writer, queue, self._cancel)
         self._waiting[a.id] = a
         self._try(a)
@@ -348,9 +463,27 @@ class RedisReadersWriterLock(_RemoteLock):
         a.inFlight = True
         a.again = False
         op = (b"w" if a.queue else b"t") if a.writer else b"r"
-        self._run(self._command(op, a.id), self._tried, a).addErrback(self._tryFailed, a)
+        self._runAcked(self._command(op, a.id), self._tried, a).addErrback(self._tryFailed, a)
 
-    def _tried(self, reply: int, sent: float, a: _Acquire) -> None:
+    def _runAcked(self, command: bytes, then: Callable[..., _T], *args: object) -> Deferred[_T]:
+        """
+        Run C{command}, followed with C{minReplicas} by a C{WAIT} for the replicas, and call
+        C{then} with its reply, the time it was sent, whether enough replicas acknowledged it
+        (always, without C{minReplicas}), and C{args}.
+        """
+        if self._waitReplicas is None:
+            return self._run(command, then, True, *args)
+        # The WAIT goes right after the command, on the same connection: it counts the replicas
+        # that have what the command wrote.
+        replied = self._run(command, lambda reply, sent: (reply, sent))
+        acked = self._run(self._waitReplicas, lambda acks, sent: acks >= self._minReplicas)
+        both = gatherResults([replied, acked], consumeErrors=True)
+        return both.addCallbacks(
+            lambda results: then(*results[0], results[1], *args),
+            lambda failure: cast(FirstError, failure.value).subFailure,
+        )
+
+    def _tried(self, reply: int, sent: float, acked: bool, a: _Acquire) -> None:
         a.inFlight = False
         if a.deferred.called:
             # Cancelled, or failed by disconnect(), which sent its removal.  That may have run
@@ -358,37 +491,87 @@ class RedisReadersWriterLock(_RemoteLock):
             if reply > 0 or a.writer:
                 self._remove(a.id)
             return
-        if reply > 0:
-            del self._waiting[a.id]
+        if reply > 0 and not acked:
+            # Too few replicas have the grant: a failover now could lose it.  Give it back; a
+            # try says no, a waiter tries again (its WAIT has already waited a while).
+            self._remove(a.id)
+            if a.queue:
+                self._try(a)
+            else:
+                self._left(a)
+                a.deferred.callback(False)
+        elif reply > 0 and self._clock.seconds() >= sent + self.lease:
+            # Redis may have run the try as late as now (it stalled, or the reply was slow): the
+            # grant's lease may have run out already.  Ask again: the same id is granted again,
+            # with a new lease (or waits, if the grant ran out and another took the lock).
+            self._try(a)
+        elif reply > 0:
+            self._left(a)
             self._granted(a.id, a.writer, reply, sent)
             a.deferred.callback(self if a.queue else True)
         elif not a.queue:
-            del self._waiting[a.id]
+            self._left(a)
             a.deferred.callback(False)
         else:
             a.waited = True
             if reply < 0:
                 self._retryAfter((-1 - reply) / 1000)
-            if a.again:
+            if not self._listening:
+                self._listen()
+            elif a.again:
                 self._try(a)
             else:
                 self._watch()
+
+    def _listen(self) -> None:
+        """
+        Listen on the lock's channel, for the first waiter of this object; then every waiter
+        tries again, since what was published before was missed.
+        """
+        self._listening = True
+        # The client calls _heard once it has subscribed to a channel new to it; on a channel it
+        # has, this object hears from now on, and what came before is missed all the same.
+        self._locks._client.subscribe(self._channel, self._heard)
+        self._retry()
+
+    def _left(self, a: _Acquire) -> None:
+        """
+        C{a} leaves L{_waiting}: stop listening if no waiter is left.
+        """
+        self._waiting.pop(a.id, None)
+        if self._listening and not any(w.waited for w in self._waiting.values()):
+            self._unlisten()
+
+    def _unlisten(self) -> None:
+        """
+        Stop hearing the lock's channel: subscriptions grow with the names waited for, not the
+        names ever used.
+        """
+        self._listening = False
+        self._locks._client.unsubscribe(self._channel, self._heard)
+
+    def _heard(self, message: str | None) -> None:
+        """
+        Who may go now: the writer of id C{message}, or every waiter if C{"*"} or L{None}
+        (messages may have been missed).
+        """
+        self._retry(None if message is None or message == "*" else message)
 
     def _tryFailed(self, failure: Failure, a: _Acquire) -> None:
         a.inFlight = False
         if a.deferred.called:
             return
-        if a.waited and not self._locks._closed and isConnectionError(failure):
+        if a.waited and not self._locks._closed and self._isConnectionError(failure):
             # A waiter keeps waiting through a lost connection: the next try waits for Redis.
             self._try(a)
             return
-        self._waiting.pop(a.id, None)
+        self._left(a)
         # The try may have been granted, or queued this writer, before the failure.
         self._remove(a.id)
         a.deferred.errback(failure)
 
     def _cancel(self, a: _Acquire) -> None:
-        self._waiting.pop(a.id, None)
+        self._left(a)
         if a.writer or a.inFlight:
             self._remove(a.id)
 
@@ -428,11 +611,21 @@ class RedisReadersWriterLock(_RemoteLock):
 
     # Releasing
 
-    def _sendRelease(self, holdId: str, writer: bool) -> Deferred[None]:
-        return self._run(self._command(b"y" if writer else b"x", holdId), self._released, writer)
+    def _sendRelease(
+        self, holdId: str, writer: bool, answered: Callable[[int, float, bool], None]
+    ) -> Deferred[None]:
+        return self._run(self._command(b"y" if writer else b"x", holdId), answered, writer)
 
     def _remove(self, holdId: str) -> Deferred[None]:
-        d = self._run(self._command(b"x", holdId), lambda reply, sent: None)
+        # Sent again if the connection drops, until Redis answers or a lease from now, by when
+        # what it gives up has run out anyway: a waiter cancelled then must not keep the others
+        # out for a lease.
+        command = self._command(b"x", holdId)
+
+        def send() -> Deferred[None]:
+            return self._run(command, _ignore)
+
+        d = send().addErrback(self._sendAgain, send, self._clock.seconds() + self.lease)
         return d.addErrback(self._logUnlessConnectionError, "give up a hold or place")
 
     # Leases
@@ -451,15 +644,17 @@ class RedisReadersWriterLock(_RemoteLock):
         if not held and not placed:
             return None
 
-        def renewed(gone: list[str], sent: float) -> None:
+        def renewed(gone: list[str], sent: float, acked: bool) -> None:
             lostIds = set(gone)
-            self._holdsRenewed(held, lostIds, sent)
+            # A renewal too few replicas acknowledged extends nothing: after a failover, the
+            # leases would run out as the replicas have them.
+            self._holdsRenewed(held if acked else [h for h in held if h in lostIds], lostIds, sent)
             for holdId in placed:
                 a = self._waiting.get(holdId)
                 if holdId in lostIds and a is not None and not a.inFlight:
                     self._try(a)  # its place ran out: queue again, at the back
 
-        return self._run(self._command(b"n", *held, *placed), renewed)
+        return self._runAcked(self._command(b"n", *held, *placed), renewed)
 
     def _close(self) -> list[Deferred[None]]:
         """
@@ -473,7 +668,9 @@ class RedisReadersWriterLock(_RemoteLock):
         self._retryTimer = None
         waiting = list(self._waiting.values())
         self._waiting.clear()
+        if self._listening:
+            self._unlisten()
         removals = [self._remove(a.id) for a in waiting if a.writer or a.inFlight]
         for a in waiting:
-            a.deferred.errback(connectionError(f"{self!r}: RedisLocks disconnected"))
+            a.deferred.errback(RedisConnectionError(f"{self!r}: RedisLocks disconnected"))
         return removals + self._loseAll()

@@ -1,0 +1,22 @@
+-- acquire_read: take a read hold for id, granted unless a writer holds or waits (or granted
+-- before: then with a new lease).
+-- KEYS: h w q p n r (see _prelude.lua).  ARGV: channel, lease (ms), id.
+-- Reply: 1 when granted; else minus one minus the ms until the earliest lease ends (0 if none),
+-- and the reader waits to be told "*".
+--#include prelude
+local id = ARGV[3]
+--#include now
+if redis.call('EXISTS', writer, queue) == 0 then
+  -- No writer holds or waits.
+  redis.call('ZADD', holders, now + lease, id)
+  return 1
+end
+--#include sweep
+if not redis.call('ZSCORE', holders, id) and (w or head) then
+  redis.call('SET', readers, 1)
+  result = wait()
+else
+  redis.call('ZADD', holders, now + lease, id)
+  result = 1
+end
+--#include tell

@@ -1,0 +1,19 @@
+-- renew: give the holds and places of the ids a new lease.
+-- KEYS: h w q p n r (see _prelude.lua).  ARGV: channel, lease (ms), ids...
+-- Reply: the ids that have neither a hold nor a place (lost).
+--#include prelude
+--#include now
+--#include sweep
+result = {}
+for i = 3, #ARGV do
+  if w == ARGV[i] then
+    redis.call('HSET', writer, 'deadline', now + lease)
+  elseif redis.call('ZSCORE', holders, ARGV[i]) then
+    redis.call('ZADD', holders, now + lease, ARGV[i])
+  elseif redis.call('ZSCORE', places, ARGV[i]) then
+    redis.call('ZADD', places, now + lease, ARGV[i])
+  else
+    table.insert(result, ARGV[i])
+  end
+end
+--#include tell
