@@ -569,10 +569,10 @@ class ConnectTests(_PostgresTestCase):
 
     def test_badLease(self) -> None:
         """
-        A lease that is not positive is refused at once.
+        A lease that is not a finite number of seconds, at least the minimum, is refused at once.
         """
-        for lease in (0, -1.0):
-            self.assertRaisesWithMessage(ValueError, "must be positive", connect, lease=lease)
+        for lease in (0, -1.0, 0.001, float("inf"), float("nan")):
+            self.assertRaisesWithMessage(ValueError, "a finite number", connect, lease=lease)
 
     @_deferred
     async def test_url(self) -> None:

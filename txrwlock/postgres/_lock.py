@@ -13,14 +13,20 @@ from collections.abc import Callable
 from hashlib import sha256
 from importlib.resources import files
 from itertools import count
-from math import ceil
+from math import ceil, isfinite
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, fail
 from twisted.python.failure import Failure
 
 from txrwlock._cohort import SharedHold
-from txrwlock._remote import LockLostError, RemoteLockSide, _RemoteLock, _Timer
+from txrwlock._remote import (
+    MINIMUM_LEASE,
+    LockLostError,
+    RemoteLockSide,
+    _RemoteLock,
+    _Timer,
+)
 from txrwlock.postgres._client import (
     PostgresClient,
     Session,
@@ -96,10 +102,13 @@ def connect(
     @return: a L{Deferred} of the L{PostgresLocks}, failing with psycopg's C{OperationalError}
         (whose message is libpq's) if the server refuses the connection or the login, or the
         database does not exist.
-    @raise ValueError: if C{lease} is not positive.
+    @raise ValueError: if C{lease} is not a finite number of seconds, at least 0.01.
     """
-    if not lease > 0:
-        raise ValueError(f"connect(): the lease must be positive, not {lease!r}")
+    if not (isfinite(lease) and lease >= MINIMUM_LEASE):
+        raise ValueError(
+            f"connect(): the lease must be a finite number of seconds, at least {MINIMUM_LEASE},"
+            f" not {lease!r}"
+        )
     if reactor is None:
         from twisted.internet import reactor
     timeout = max(2, ceil(connectTimeout))
