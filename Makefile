@@ -6,13 +6,8 @@ PY := $(VENV)/bin/python
 TRIAL := $(PY) -m twisted.trial
 DEV_STAMP := $(VENV)/.dev-installed
 BENCH_STAMP := $(VENV)/.bench-installed
-# The oldest Twisted we support: the floor requirements.txt gives (setup.cfg names it too).
-TWISTED_OLDEST := $(shell sed -n 's/^twisted>=//p' requirements.txt)
-OLDEST_VENV ?= .venv-oldest
-OLDEST_STAMP := $(OLDEST_VENV)/.installed
-
-.PHONY: all dev test test-oldest coverage lint format compat stress dists demo doc bench \
-	bench-smoke clean
+.PHONY: all dev test test-oldest matrix coverage lint format compat stress dists release-check \
+	demo doc bench bench-smoke clean
 
 all: lint test
 
@@ -37,19 +32,18 @@ test: $(DEV_STAMP)
 	bash .ci/ensure-postgres
 	$(TRIAL) tests
 
-$(OLDEST_STAMP): requirements.txt requirements-test.txt setup.cfg pyproject.toml
-	test -x $(OLDEST_VENV)/bin/python || $(PYTHON) -m venv $(OLDEST_VENV)
-	$(OLDEST_VENV)/bin/python -m pip install -q --upgrade pip
-	$(OLDEST_VENV)/bin/python -m pip install -q -r requirements-test.txt "twisted==$(TWISTED_OLDEST)"
-	$(OLDEST_VENV)/bin/python -m pip install -q --no-deps -e .
-	touch $@
-
-# Twisted 22.10's "python -m twisted.trial" needs pkg_resources to find zope.interface, which
-# newer setuptools lack; its trial script does not, but neither does it put . on the path.
-test-oldest: $(OLDEST_STAMP)
+# tox.ini's test environments, on the Pythons this machine has (.ci/matrix says which it skips):
+# 3.10 with the oldest Twisted we support, 3.11, 3.12 under pytest, 3.13 with the newest Twisted.
+matrix: $(DEV_STAMP)
 	bash .ci/ensure-redis
 	bash .ci/ensure-postgres
-	PYTHONPATH=. $(OLDEST_VENV)/bin/trial tests
+	TOX="$(PY) -m tox" bash .ci/matrix
+
+# The oldest Twisted we support (requirements.txt's floor, pinned in tox.ini), on Python 3.10.
+test-oldest: $(DEV_STAMP)
+	bash .ci/ensure-redis
+	bash .ci/ensure-postgres
+	TOX="$(PY) -m tox" bash .ci/matrix py310-oldest
 
 coverage: $(DEV_STAMP)
 	bash .ci/ensure-redis
@@ -79,6 +73,11 @@ stress: $(DEV_STAMP)
 dists: $(DEV_STAMP)
 	rm -rf dist
 	$(PY) -m build --outdir dist .
+
+# What a release needs: both distributions built, their metadata valid for PyPI (twine check),
+# each installed in a clean venv and used there (.ci/check-dists).
+release-check: dists
+	$(PY) -m twine check --strict dist/*
 	.ci/check-dists dist
 
 demo: $(DEV_STAMP)
@@ -95,6 +94,6 @@ bench-smoke: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py --smoke
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) build dist doc/build *.egg-info _trial_temp* .coverage htmlcov \
+	rm -rf $(VENV) .tox build dist doc/build *.egg-info _trial_temp* .coverage htmlcov \
 	  .hypothesis .mypy_cache .ruff_cache AUTHORS ChangeLog
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -90,7 +90,7 @@ def sectionMain(
 
     @return: the section's figures, C{extra[key]} of its report, as C{run.py} records them.
     """
-    from _report import formatTable
+    from _report import formatGoals, formatTable
 
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
     parser.add_argument("--smoke", action="store_true", help="small sizes, for CI")
@@ -103,4 +103,5 @@ def sectionMain(
     )
     report = run(ctx)
     print(formatTable(report.rows))
+    print(formatGoals(report.rows))
     return report.extra[key]  # type: ignore[no-any-return]

@@ -6,15 +6,20 @@ ours, fetched from PyPI as an sdist and loaded under another module name.
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
-import tarfile
 from pathlib import Path
 from types import ModuleType
 
+# The download of txrwlock 1.1.4 is written once, for make compat and for the benchmarks: in
+# tests.compat, at the top of the repository.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.append(_ROOT)
+from tests.compat.run_original_suite import VERSION, fetchSdist, readMember  # noqa: E402
+
 __all__ = ["OLD_VERSION", "loadOldTxrwlock"]
 
-OLD_VERSION = "1.1.4"
+OLD_VERSION = VERSION
 _MODULE = "txrwlock_1_1_4"
 
 
@@ -25,35 +30,13 @@ def loadOldTxrwlock(cacheDir: Path) -> ModuleType:
     The sdist is downloaded into C{cacheDir} by pip the first time, and reused after.  Only that
     one file is loaded: it imports nothing but Twisted.
 
-    @raise RuntimeError: if pip cannot fetch the sdist (no network, no index).
+    @raise subprocess.CalledProcessError: if pip cannot fetch the sdist (no network, no index).
     """
     if _MODULE in sys.modules:
         return sys.modules[_MODULE]
-    cacheDir.mkdir(parents=True, exist_ok=True)
-    sdist = cacheDir / f"txrwlock-{OLD_VERSION}.tar.gz"
-    if not sdist.exists():
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            f"txrwlock=={OLD_VERSION}",
-            "-d",
-            str(cacheDir),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode or not sdist.exists():
-            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr.strip()}")
-    source = cacheDir / f"txrwlock_{OLD_VERSION.replace('.', '_')}.py"
+    source = cacheDir / f"{_MODULE}.py"
     if not source.exists():
-        with tarfile.open(sdist) as archive:
-            member = archive.extractfile(f"txrwlock-{OLD_VERSION}/txrwlock/txrwlock.py")
-            assert member is not None, sdist
-            source.write_bytes(member.read())
+        source.write_bytes(readMember(fetchSdist(cacheDir), "txrwlock/txrwlock.py"))
     spec = importlib.util.spec_from_file_location(_MODULE, source)
     assert spec is not None and spec.loader is not None, source
     module = importlib.util.module_from_spec(spec)

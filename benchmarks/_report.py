@@ -1,6 +1,6 @@
 """
-The outputs of a run: the table (an reStructuredText grid table, so that the results page quotes
-it as printed), the JSON record and the plot.
+The outputs of a run: the tables (reStructuredText grid tables, so that the results page quotes
+them as printed), the JSON record and the plot.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from _common import Curve, Row, Value
 
-__all__ = ["formatTable", "plotCurves", "subjectsOf", "writeJson"]
+__all__ = ["formatGoals", "formatTable", "plotCurves", "subjectsOf", "writeJson"]
 
 
 def _cell(value: Value) -> str:
@@ -49,21 +49,32 @@ def subjectsOf(rows: Iterable[Row]) -> list[str]:
 
 def formatTable(rows: Sequence[Row]) -> str:
     """
-    @return: C{rows} side by side, one column per subject, then the goal, the figure it is judged
-        on and whether it is met, as an reStructuredText grid table.
+    @return: C{rows} side by side, one column per subject they measure, as an reStructuredText
+        grid table.  Give the rows of one section: a table of every section's subjects would be
+        too wide to read (on the results page, 13 columns ran off the screen).
     """
     subjects = subjectsOf(rows)
-    header = ["figure", *subjects, "goal", "measured", "verdict"]
-    lines = [
+    return _grid(
+        ["figure", *subjects],
         [
-            f"{row.figure} ({row.unit})",
-            *(_cell(row.values.get(s)) for s in subjects),
-            row.goal,
-            row.measured,
-            _verdict(row.met),
-        ]
-        for row in rows
-    ]
+            [f"{row.figure} ({row.unit})", *(_cell(row.values.get(s)) for s in subjects)]
+            for row in rows
+        ],
+    )
+
+
+def formatGoals(rows: Sequence[Row]) -> str:
+    """
+    @return: the goal of each of C{rows} that has one, the figure it is judged on and whether it
+        is met, as an reStructuredText grid table.
+    """
+    return _grid(
+        ["figure", "goal", "measured", "verdict"],
+        [[row.figure, row.goal, row.measured, _verdict(row.met)] for row in rows if row.goal],
+    )
+
+
+def _grid(header: list[str], lines: list[list[str]]) -> str:
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
 
     def rule(char: str) -> str:

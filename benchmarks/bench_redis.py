@@ -187,7 +187,7 @@ def _childMain(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """
-    Run this section alone and print its table.
+    Run this section alone and print its tables: figures and goals.
 
     @return: the section's figures, as C{run.py} records them.
     """

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import cast
 
 from _common import Context, Report, SectionUnavailableError, machine
-from _report import formatTable, plotCurves, writeJson
+from _report import formatGoals, formatTable, plotCurves, writeJson
 from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogBeginner
 
 __all__ = ["SECTIONS", "main"]
@@ -79,7 +79,7 @@ def _coreVersion() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """
-    Run the sections, print the table, and save the JSON and the plot.
+    Run the sections, print their tables and the goals', and save the JSON and the plot.
 
     @return: the exit status: 0, whatever the figures (goals are judged in the table, not here).
     """
@@ -126,8 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     about["seconds"] = f"{time.perf_counter() - started:.1f}"
     about["load after"] = machine()["load"]
 
+    for report in reports:
+        print()
+        print(formatTable(report.rows))
     print()
-    print(formatTable(rows))
+    print(formatGoals(rows))
     writeJson(out / "latest.json", {"machine": about, **extra}, rows, curves)
     caption = (
         f"{about['cpu']} ({about['cores']} cores), {about['python']}, Twisted {about['twisted']},"

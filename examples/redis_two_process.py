@@ -32,6 +32,7 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
+from txrwlock._ports import freeLoopbackPort
 from txrwlock.redis import connect
 
 __all__ = ["main", "worker"]
@@ -58,12 +59,6 @@ async def worker(reactor: IReactorTime, name: str, port: int, store: Path) -> No
     await locks.disconnect()
 
 
-def _freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _waitForPort(port: int) -> None:
     deadline = time.monotonic() + 10
     while True:
@@ -88,7 +83,7 @@ def main(argv: list[str]) -> int:
             executable = shutil.which("redis-server")
             if executable is None:
                 sys.exit("redis-server is not installed (apt-get install redis-server)")
-            args.port = _freePort()
+            args.port = freeLoopbackPort()
             command = [executable, "--port", str(args.port), "--bind", "127.0.0.1"]
             command += ["--save", "", "--dir", str(folder)]
             server = subprocess.Popen(command, stdout=subprocess.DEVNULL)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
-from tests.redisserver import _freePort, skipOrFail, stopProcess
+from tests.redisserver import skipOrFail, stopProcess
+from txrwlock._ports import freeLoopbackPort
 
 __all__ = ["PG_BIN", "PostgresServer", "requirePostgres"]
 
@@ -70,7 +71,7 @@ class PostgresServer:
         # Not under trial's folder: the unprivileged user must reach it.
         self.directory = Path(tempfile.mkdtemp(prefix="txrwlock-pg-"))
         self.data = self.directory / "data"
-        self.port = _freePort()
+        self.port = freeLoopbackPort()
         self.process: subprocess.Popen[bytes] | None = None
         self._initdb()
 

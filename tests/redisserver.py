@@ -20,6 +20,7 @@ from twisted.internet.protocol import ClientFactory, Factory, Protocol, connecti
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 
+from txrwlock._ports import freeLoopbackPort
 from txrwlock.redis._client import _IncompleteError, _parse, encode
 
 __all__ = [
@@ -61,12 +62,6 @@ def skipOrFail(testCase: TestCase, howToEnable: str) -> NoReturn:
     raise SkipTest(howToEnable)
 
 
-def _freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class RedisServer:
     """
     One C{redis-server} process, restartable on the same port and folder (so with its data, if
@@ -85,7 +80,7 @@ class RedisServer:
         self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.options = options
-        self.port = _freePort()
+        self.port = freeLoopbackPort()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> None:

@@ -22,7 +22,7 @@ from textwrap import dedent
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-__all__ = ["BlocksTests", "DocumentationTests", "EpytextTests"]
+__all__ = ["BlocksTests", "ConfHookTests", "DocumentationTests", "EpytextTests"]
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "doc" / "source" / "conf.py"
@@ -248,12 +248,11 @@ class BlocksTests(SynchronousTestCase):
         self.assertEqual(run(source, "sample.rst"), 0)
 
 
-class EpytextTests(SynchronousTestCase):
+class _ConfTestCase(SynchronousTestCase):
     """
-    The conversion of the package's epytext docstrings to reST, in C{doc/source/conf.py}.
+    Tests of C{doc/source/conf.py}, loaded as C{self.conf}.
 
-    That needs Sphinx, which make test installs (make test-oldest, for the lock on the oldest
-    Twisted, does not).
+    That needs Sphinx, which make test installs (tox's test environments do not).
     """
 
     if importlib.util.find_spec("sphinx") is None:
@@ -264,6 +263,12 @@ class EpytextTests(SynchronousTestCase):
         assert spec is not None and spec.loader is not None
         self.conf = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(self.conf)
+
+
+class EpytextTests(_ConfTestCase):
+    """
+    The conversion of the package's epytext docstrings to reST, in C{doc/source/conf.py}.
+    """
 
     def test_fields(self) -> None:
         """
@@ -310,11 +315,93 @@ class EpytextTests(SynchronousTestCase):
         A literal block, after C{::}, is left as it is, up to the next line indented as the line
         that opened it.
         """
-        lines = ["Like C{this}::", "", "    C{x} @param y: z", "", "After C{it}."]
+        lines = ["Like C{this}::", "", '    f("C{x}")  # @param y: z', "", "After C{it}."]
         self.assertEqual(
             self.conf.epytextToRest(lines),
-            ["Like ``this``::", "", "    C{x} @param y: z", "", "After ``it``."],
+            ["Like ``this``::", "", '    f("C{x}")  # @param y: z', "", "After ``it``."],
         )
+
+    def test_plainTextBlocks(self) -> None:
+        """
+        A literal block that is not Python, such as an ASCII timeline, becomes a C{text} code
+        block, so that it is not highlighted as Python.
+        """
+        lines = ["A timeline::", "", "    R1 ==|", "    W1  .|== for and in", "", "After."]
+        self.assertEqual(
+            self.conf.epytextToRest(lines),
+            [
+                "A timeline:",
+                "",
+                ".. code-block:: text",
+                "",
+                "    R1 ==|",
+                "    W1  .|== for and in",
+                "",
+                "After.",
+            ],
+        )
+
+    def test_importedNamesLink(self) -> None:
+        """
+        C{L{name}} of a name that the docstring's module imports from elsewhere links to where
+        it is defined (Twisted's API docs, through intersphinx); other names are left as they
+        are.
+        """
+        from twisted.internet.defer import Deferred
+        from twisted.internet.interfaces import IReactorTime
+
+        namespace = {"Deferred": Deferred, "IReactorTime": IReactorTime}
+        self.assertEqual(
+            self.conf.epytextToRest(
+                ["L{Deferred} L{Deferred.addTimeout} L{IReactorTime} L{other}"], namespace
+            ),
+            [
+                ":py:obj:`Deferred <twisted.internet.defer.Deferred>`"
+                " :py:obj:`Deferred.addTimeout <twisted.internet.defer.Deferred.addTimeout>`"
+                " :py:obj:`IReactorTime <twisted.internet.interfaces.IReactorTime>`"
+                " :py:obj:`other`"
+            ],
+        )
+
+
+class ConfHookTests(_ConfTestCase):
+    """
+    The other hooks of C{doc/source/conf.py}: what fails the docs build, and which signatures
+    the pages hide.
+    """
+
+    def test_blemishesFound(self) -> None:
+        """
+        A system message of any level, down to docutils' info (a duplicate implicit target,
+        which Sphinx neither warns about nor shows), and a C{contents} directive (an error box
+        under furo) are reported; a clean document has none.
+        """
+        from docutils.core import publish_doctree  # type: ignore[import-untyped]
+
+        quiet = {"report_level": 5, "halt_level": 5}
+        clean = publish_doctree("Title\n=====\n\nText.\n", settings_overrides=quiet)
+        self.assertEqual(self.conf.blemishes(clean), [])
+        source = "Title\n=====\n\n.. contents::\n\nA\n-\n\nx\n\nA\n-\n\ny\n"
+        found = self.conf.blemishes(publish_doctree(source, settings_overrides=quiet))
+        self.assertEqual(len(found), 2, found)
+        self.assertIn("(INFO)", found[0])
+        self.assertIn("Duplicate implicit target name", found[0])
+        self.assertIn("contents directive", found[1])
+
+    def test_internalConstructorsHidden(self) -> None:
+        """
+        The classes users get from the API, never build, show no constructor signature; others
+        keep theirs.
+        """
+        hide = self.conf.hideInternalConstructors
+        self.assertEqual(
+            hide(None, "class", "txrwlock.redis.RedisLocks", None, {}, "(reactor, commands)", None),
+            ("", None),
+        )
+        self.assertIsNone(
+            hide(None, "class", "txrwlock.TxReadersWriterLock", None, {}, "(fair=False)", None)
+        )
+        self.assertIsNone(hide(None, "method", "txrwlock.LockSide.run", None, {}, "(f)", None))
 
 
 def _documents() -> list[Path]:

@@ -28,9 +28,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from tests.pgserver import PostgresServer, requirePostgres
-from tests.redisserver import _freePort
 from tests.test_redis import _bounded, _deferred, _sleep, _until, _Worker
 from txrwlock import LockNotHeldError, LockStatistics, TxTestCase
+from txrwlock._ports import freeLoopbackPort
 from txrwlock.postgres import (
     LockLostError,
     PostgresLocks,
@@ -536,7 +536,7 @@ class ConnectTests(_PostgresTestCase):
         """
         Nothing listening on the port.
         """
-        conninfo = f"host=127.0.0.1 port={_freePort()} user=app"
+        conninfo = f"host=127.0.0.1 port={freeLoopbackPort()} user=app"
         start = reactor.seconds()
         await self.assertInlineCbRaisesWithMsg(
             psycopg.OperationalError, "refused", connect, conninfo

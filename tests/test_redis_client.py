@@ -18,12 +18,12 @@ from tests.redisserver import (
     RedisServer,
     SentinelServer,
     SilentProxy,
-    _freePort,
     requireRedis,
     sharedServer,
 )
 from tests.test_redis import _bounded, _deferred, _sleep, _until, reactor
 from txrwlock import TxTestCase
+from txrwlock._ports import freeLoopbackPort
 from txrwlock.redis import RedisConnectionError, RedisError, RedisLocks, connect
 from txrwlock.redis._client import RedisClient, _IncompleteError, _Link, _parse, encode
 
@@ -292,7 +292,7 @@ class SilentConnectionTests(_ClientTestCase):
         await proxy.close()
         await _until(lambda: away._client._commands.protocol is None)
         waiting = away._client.execute("PING")
-        self.server.command("REPLICAOF", "127.0.0.1", str(_freePort()))
+        self.server.command("REPLICAOF", "127.0.0.1", str(freeLoopbackPort()))
         self.addCleanup(self.server.command, "REPLICAOF", "NO", "ONE")
         retried = retrying._client.execute("SET", "k", "v")  # READONLY: retried
         await _until(lambda: bool(retrying._client._retries))
@@ -344,7 +344,7 @@ class NotNowTests(_ClientTestCase):
         locks = await self.connect()
         await self.useLock(locks)
         # A replica of nothing: read-only, and it stays so.
-        self.server.command("REPLICAOF", "127.0.0.1", str(_freePort()))
+        self.server.command("REPLICAOF", "127.0.0.1", str(freeLoopbackPort()))
         self.addCleanup(self.server.command, "REPLICAOF", "NO", "ONE")
         lock = locks.lock("x")
         acquiring = lock.writerAcquire()
@@ -442,7 +442,7 @@ class SentinelTests(TxTestCase):
         await _until(lambda: b"master_link_status:up" in replica.command("INFO", "replication"))
         await _until(lambda: bool(sentinel.query("SENTINEL", "replicas", "mymaster")), 15)
         # The first sentinel is away: the client asks the next.
-        sentinels = [("127.0.0.1", _freePort()), ("127.0.0.1", sentinel.port)]
+        sentinels = [("127.0.0.1", freeLoopbackPort()), ("127.0.0.1", sentinel.port)]
         locks = await connect(sentinels=sentinels, service="mymaster")
         self.addCleanup(locks.disconnect)
         lock = locks.lock("x")
@@ -531,7 +531,7 @@ class EndpointTests(_ClientTestCase):
         self.tls = Path("tls-certificate").resolve()
         if not (self.tls / "key.pem").exists():
             _certificate(self.tls)
-            type(self).tlsPort = _freePort()
+            type(self).tlsPort = freeLoopbackPort()
         self.socket = str(self.tls / "redis.sock")
         type(self).options = (
             *("--unixsocket", self.socket, "--tls-port", str(self.tlsPort)),

@@ -5,6 +5,8 @@ the test through C{failureException}, saying what was expected and what happened
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Generator
 from typing import Any, NoReturn
 
@@ -21,6 +23,7 @@ __all__ = [
     "AssertInlineCbRaisesWithMsgTests",
     "AssertRaisesWithMessageTests",
     "InsideTrialTests",
+    "LazyImportTests",
 ]
 
 
@@ -328,6 +331,56 @@ class InsideTrialTests(TxTestCase):
                 ),
             },
         )
+
+
+class LazyImportTests(TxTestCase):
+    """
+    C{import txrwlock} leaves trial unloaded: L{TxTestCase} is imported when first asked for.
+    Each test runs in a fresh interpreter, since this one has trial loaded already.
+    """
+
+    def runFresh(self, code: str) -> str:
+        """
+        @return: what C{code}, run by a fresh interpreter, prints.
+        """
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=False
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return done.stdout.strip()
+
+    def test_importLoadsNoTrial(self) -> None:
+        """
+        Importing the package, and using the lock, loads no module of L{twisted.trial}.
+        """
+        printed = self.runFresh(
+            "import sys, txrwlock\n"
+            "txrwlock.TxReadersWriterLock().writerAcquire()\n"
+            "print(sorted(m for m in sys.modules if m.startswith('twisted.trial')))"
+        )
+        self.assertEqual(printed, "[]")
+
+    def test_fromPackage(self) -> None:
+        """
+        C{from txrwlock import TxTestCase} gives the class of L{txrwlock.txtestcase}, a trial
+        TestCase.
+        """
+        printed = self.runFresh(
+            "from txrwlock import TxTestCase\n"
+            "import txrwlock.txtestcase, twisted.trial.unittest as u\n"
+            "print(TxTestCase is txrwlock.txtestcase.TxTestCase,"
+            " issubclass(TxTestCase, u.TestCase))"
+        )
+        self.assertEqual(printed, "True True")
+
+    def test_unknownName(self) -> None:
+        """
+        Any other missing name still raises L{AttributeError}, naming it.
+        """
+        import txrwlock
+
+        with self.assertRaisesRegex(AttributeError, "has no attribute 'TxTestCaseX'"):
+            txrwlock.TxTestCaseX  # noqa: B018
 
 
 def _message(failure: object) -> str:

@@ -11,23 +11,43 @@ import os
 import re
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
+from textwrap import dedent
 from typing import Any
 
 from docutils import nodes
 from sphinx.application import Sphinx
+from sphinx.transforms import SphinxTransform
+from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
 ROOT = Path(__file__).resolve().parents[2]
+_logger = logging.getLogger(__name__)
 sys.path.insert(0, str(ROOT))
 
 project = "txrwlock"
 author = "txrwlock developers"
 copyright = "txrwlock developers"
 
-extensions = ["sphinx.ext.autodoc", "sphinx.ext.doctest", "sphinx.ext.viewcode"]
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.doctest",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.viewcode",
+]
 html_theme = "furo"
 html_title = "txrwlock"
+
+# Links into Python's and Twisted's API docs.  The builds run offline, so the inventories are
+# stored beside this file, copied from Debian's packages (which carry the docs' objects.inv):
+# python.inv from python3-doc 3.11.2-1 (/usr/share/doc/python3.11/html/objects.inv), twisted.inv
+# from twisted-doc 22.4.0-4+deb12u1 (/usr/share/doc/twisted-doc/html/api/objects.inv).  The names
+# linked to have not moved since.
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3/", "_inventories/python.inv"),
+    "twisted": ("https://docs.twisted.org/en/stable/api/", "_inventories/twisted.inv"),
+}
 exclude_patterns: list[str] = []
 
 autodoc_member_order = "bysource"
@@ -47,7 +67,7 @@ _MARKUP = re.compile(r"([LCBI])\{([^{}]*)\}")
 _IMAGE = re.compile(r"^(\s*\.\. (?:image|figure):: +)(?![a-z]+://|/)(\S+)", re.MULTILINE)
 
 
-def _markup(match: re.Match[str]) -> str:
+def _markup(match: re.Match[str], namespace: dict[str, Any]) -> str:
     kind, text = match.groups()
     if kind == "C":
         return f"``{text}``"
@@ -58,15 +78,26 @@ def _markup(match: re.Match[str]) -> str:
     label, _, target = text.partition("<")
     if target:
         return f":py:obj:`{label.strip()} <{target.rstrip('>').strip()}>`"
+    # As pydoctor does: a name the docstring's module imports (L{Deferred}) is the imported
+    # object, so that it links to where that lives (Twisted's API docs, through intersphinx).
+    head, dot, rest = text.partition(".")
+    imported = namespace.get(head)
+    module = getattr(imported, "__module__", None)
+    qualname = getattr(imported, "__qualname__", getattr(imported, "__name__", None))
+    if isinstance(module, str) and qualname and not module.startswith("txrwlock"):
+        return f":py:obj:`{text} <{module}.{qualname}{dot}{rest}>`"
     return f":py:obj:`{text}`"
 
 
-def epytextToRest(lines: list[str]) -> list[str]:
+def epytextToRest(lines: list[str], namespace: dict[str, Any] | None = None) -> list[str]:
     """
     Turn the epytext of a docstring into reST: C{@param x:}, C{@return:}, C{@raise E:},
     C{@ivar x:} fields, and C{L{}}, C{C{}}, C{B{}} and C{I{}} markup.  Literal blocks (after
     C{::}) are left as they are.
+
+    @param namespace: the globals of the docstring's module, where C{L{name}} is looked up.
     """
+    markup = partial(_markup, namespace=namespace or {})
     out = []
     literalIndent: int | None = None
     for line in lines:
@@ -74,7 +105,7 @@ def epytextToRest(lines: list[str]) -> list[str]:
         if literalIndent is not None and line.strip() and indent <= literalIndent:
             literalIndent = None
         if literalIndent is None:
-            line = _MARKUP.sub(_markup, line)
+            line = _MARKUP.sub(markup, line)
             field = _FIELD.match(line)
             if field and field.group(2) in _FIELDS:
                 arg = field.group(3) or ""
@@ -82,13 +113,110 @@ def epytextToRest(lines: list[str]) -> list[str]:
             if line.rstrip().endswith("::"):
                 literalIndent = indent
         out.append(line)
+    return _plainTextBlocks(out)
+
+
+def _plainTextBlocks(lines: list[str]) -> list[str]:
+    """
+    Mark the literal blocks that are not Python (a timeline drawn in ASCII) as text: Sphinx
+    highlights every literal block as Python, and colours "for", "and" and "in" in a drawing.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        stripped = line.rstrip()
+        if not stripped.endswith("::") or stripped.lstrip().startswith(".. "):
+            out.append(line)
+            continue
+        indent = len(line) - len(line.lstrip())
+        end = i
+        while end < len(lines) and (
+            not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent
+        ):
+            end += 1
+        block = lines[i:end]
+        try:
+            compile(dedent("\n".join(block)), "<docstring>", "exec")
+        except SyntaxError:
+            intro = stripped[:-2].rstrip()
+            if intro.strip():
+                out += [intro + ("" if stripped.endswith(" ::") else ":"), ""]
+            out += [" " * indent + ".. code-block:: text"]
+        else:
+            out.append(line)
+        out += block
+        i = end
     return out
 
 
 def _processDocstring(
     app: Sphinx, what: str, name: str, obj: object, options: Any, lines: list[str]
 ) -> None:
-    lines[:] = epytextToRest(lines)
+    module = sys.modules.get(getattr(obj, "__module__", None) or name.rsplit(".", 1)[0])
+    lines[:] = epytextToRest(lines, vars(module) if module is not None else None)
+
+
+def blemishes(doctree: nodes.Node) -> list[str]:
+    """
+    What would show on a page as an error, or is a problem that docutils reported below Sphinx's
+    warning level: every system message of any level (Sphinx logs the info ones as information
+    only, and drops them from the page), and a C{contents} directive, which furo's theme shows as a
+    red error box (its sidebar has the page's table of contents already).
+
+    @return: one line for each.
+    """
+    found = [
+        f"docutils system message ({message['type']}): {message.astext()}"
+        for message in doctree.findall(nodes.system_message)
+    ]
+    found += [
+        "a contents directive: furo shows it as an error box (its sidebar has the page's contents)"
+        for topic in doctree.findall(nodes.topic)
+        if "contents" in topic["classes"]
+    ]
+    return found
+
+
+class FailOnBlemishes(SphinxTransform):
+    """
+    Log each of L{blemishes} as a warning, so that C{sphinx -W} (C{make doc}) fails on it.  Runs
+    just before Sphinx's own transform that drops the system messages below its warning level.
+    """
+
+    default_priority = 998
+
+    def apply(self, **kwargs: Any) -> None:
+        for blemish in blemishes(self.document):
+            _logger.warning(blemish, location=self.env.docname)
+
+
+# Classes whose objects users get from the API, never construct: their constructors are internal
+# (RedisLocks(reactor, commands, subscriber, subscriptions)), so the pages show no signature.
+MADE_FOR_USERS = {
+    "txrwlock.LockSide": "lock.reader, lock.writer",
+    "txrwlock.redis.RedisLocks": "connect()",
+    "txrwlock.redis.RedisReadersWriterLock": "RedisLocks.lock()",
+    "txrwlock.redis.RedisLockSide": "lock.reader, lock.writer",
+}
+
+
+def hideInternalConstructors(
+    app: Sphinx,
+    what: str,
+    name: str,
+    obj: object,
+    options: Any,
+    signature: str | None,
+    returnAnnotation: str | None,
+) -> tuple[str, str | None] | None:
+    """
+    For C{autodoc-process-signature}: no signature for the classes of L{MADE_FOR_USERS}.
+    """
+    if what == "class" and name in MADE_FOR_USERS:
+        return "", returnAnnotation
+    return None
 
 
 class IncludeRebased(SphinxDirective):
@@ -137,5 +265,7 @@ class TowncrierDraft(SphinxDirective):
 
 def setup(app: Sphinx) -> None:
     app.connect("autodoc-process-docstring", _processDocstring)
+    app.connect("autodoc-process-signature", hideInternalConstructors)
     app.add_directive("include-rebased", IncludeRebased)
     app.add_directive("towncrier-draft", TowncrierDraft)
+    app.add_transform(FailOnBlemishes)

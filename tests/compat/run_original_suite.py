@@ -2,9 +2,10 @@
 Run the test module of txrwlock 1.1.4, unchanged, against the installed txrwlock (C{make compat}).
 
 The sdist is fetched from PyPI once, with pip, into C{.cache/} at the top of the repository, and
-reused after that.  Its C{txrwlock/tests/test_txrwlock.py} is copied byte for byte into a temporary
-directory as the top-level module C{original_test_txrwlock}, and run there by trial.  That module
-runs the real reactor and sleeps for real: it is the original's own suite, kept as it was.
+reused after that (the benchmarks fetch it with L{fetchSdist} too).  Its
+C{txrwlock/tests/test_txrwlock.py} is copied byte for byte into a temporary directory as the
+top-level module C{original_test_txrwlock}, and run there by trial.  That module runs the real
+reactor and sleeps for real: it is the original's own suite, kept as it was.
 
 Exits with trial's status: non-zero when a test fails.
 """
@@ -18,11 +19,10 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-__all__ = ["VERSION", "extractTestModule", "fetchSdist", "main", "runTrial"]
+__all__ = ["VERSION", "extractTestModule", "fetchSdist", "main", "readMember", "runTrial"]
 
 VERSION = "1.1.4"
 _SDIST = f"txrwlock-{VERSION}.tar.gz"
-_MEMBER = f"txrwlock-{VERSION}/txrwlock/tests/test_txrwlock.py"
 _MODULE = "original_test_txrwlock"
 _CACHE = Path(__file__).resolve().parents[2] / ".cache"
 
@@ -65,14 +65,22 @@ def extractTestModule(sdist: Path, directory: Path) -> Path:
 
     @return: the path of the copy, a top-level module named C{original_test_txrwlock}.
     """
-    with tarfile.open(sdist) as tar:
-        source = tar.extractfile(_MEMBER)
-        if source is None:
-            raise FileNotFoundError(f"{_MEMBER} is not a file in {sdist}")
-        content = source.read()
     target = directory / f"{_MODULE}.py"
-    target.write_bytes(content)
+    target.write_bytes(readMember(sdist, "txrwlock/tests/test_txrwlock.py"))
     return target
+
+
+def readMember(sdist: Path, path: str) -> bytes:
+    """
+    @param path: a file's path in the sdist's source tree, such as C{txrwlock/txrwlock.py}.
+    @return: the content of that file.
+    """
+    member = f"txrwlock-{VERSION}/{path}"
+    with tarfile.open(sdist) as tar:
+        source = tar.extractfile(member)
+        if source is None:
+            raise FileNotFoundError(f"{member} is not a file in {sdist}")
+        return source.read()
 
 
 def runTrial(directory: Path) -> int:
