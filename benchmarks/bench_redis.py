@@ -15,10 +15,8 @@ reactor of the process running it alone.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +26,7 @@ from typing import Any
 _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(_HERE), str(_HERE.parent)]  # _common, and tests.redisserver
 
+from _children import bestOfRounds, childJson, contend, contendFor, sectionMain  # noqa: E402
 from _common import Context, Report, Row, SectionUnavailableError, Value, atMost  # noqa: E402
 
 from tests.redisserver import REDIS_SERVER, RedisServer  # noqa: E402
@@ -66,9 +65,9 @@ def run(ctx: Context) -> Report:
         server = RedisServer(REDIS_SERVER, folder)
         server.start()
         try:
-            ours = _child("pairs", server.port, pairs, rounds)
+            ours = childJson(__file__, "--pairs", server.port, pairs, rounds)
             redisPy = _redisPyPairs(server.port, pairs, rounds)
-            throughput = _contend(server.port, 4, seconds)
+            throughput = contend(__file__, server.port, 4, seconds)
         finally:
             server.stop()
 
@@ -98,29 +97,6 @@ def run(ctx: Context) -> Report:
 
 def _goal(figure: str, values: dict[str, Value], judged: Row) -> Row:
     return Row(figure, "µs", values, judged.goal, judged.measured, judged.met)
-
-
-def _child(mode: str, port: int, *args: float) -> Any:
-    """
-    Run this file as a child process in C{mode}; return what it printed last, as JSON.
-    """
-    command = [sys.executable, __file__, f"--{mode}", str(port), *map(str, args)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _contend(port: int, processes: int, seconds: float) -> float:
-    """
-    @return: write acquire+release pairs per second, summed over C{processes} processes that
-        contend for one lock during the same C{seconds}.
-    """
-    start = time.time() + 3.0  # when all have started and connected, on a loaded machine too
-    command = [sys.executable, __file__, "--contend", str(port), str(start), str(seconds)]
-    children = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(processes)
-    ]
-    counts = [int(child.communicate(timeout=600)[0].split()[-1]) for child in children]
-    return sum(counts) / seconds
 
 
 def _redisPyPairs(port: int, pairs: int, repeat: int) -> float:
@@ -176,35 +152,19 @@ async def _pairs(reactor: Any, port: int, pairs: int, repeat: int) -> None:
         await lock.readerAcquire()
         await lock.readerRelease()
 
-    # Rounds of each subject in turn, so that a busy spell of the machine does not fall on one
-    # subject only; the best round of each is kept.
-    subjects = {"floor": floor, "writer": writer, "reader": reader}
-    best = dict.fromkeys(subjects, float("inf"))
-    for _ in range(repeat):
-        for name, pair in subjects.items():
-            began = time.perf_counter()
-            for _ in range(pairs):
-                await pair()
-            best[name] = min(best[name], time.perf_counter() - began)
-    results = {name: seconds / pairs * 1e6 for name, seconds in best.items()}
+    results = await bestOfRounds(
+        {"floor": floor, "writer": writer, "reader": reader}, pairs, repeat
+    )
     await locks.disconnect()
     print(json.dumps(results))
 
 
 async def _contender(reactor: Any, port: int, start: float, seconds: float) -> None:
-    from twisted.internet.task import deferLater
-
     from txrwlock.redis import connect
 
     locks = await connect("127.0.0.1", port, reactor=reactor)
     lock = locks.lock("bench-contended", lease=5.0)
-    await deferLater(reactor, max(0.0, start - time.time()), lambda: None)
-    end = time.time() + seconds
-    done = 0
-    while time.time() < end:
-        await lock.writerAcquire()
-        await lock.writerRelease()
-        done += 1
+    done = await contendFor(reactor, lock, start, seconds)
     await locks.disconnect()
     print(done)
 
@@ -231,21 +191,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     @return: the section's figures, as C{run.py} records them.
     """
-    from _report import formatGoals, formatTable
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--smoke", action="store_true", help="small sizes, for CI")
-    args = parser.parse_args(argv)
-    ctx = Context(
-        smoke=args.smoke,
-        cacheDir=_HERE.parent / ".cache" / "bench",
-        pointBudget=0.3 if args.smoke else 10.0,
-        repeat=2 if args.smoke else 7,
-    )
-    report = run(ctx)
-    print(formatTable(report.rows))
-    print(formatGoals(report.rows))
-    return report.extra["redis"]  # type: ignore[no-any-return]
+    return sectionMain(__doc__, run, "redis", argv)
 
 
 if __name__ == "__main__":
