@@ -31,6 +31,7 @@ from twisted.internet.defer import (
     succeed,
 )
 from twisted.internet.endpoints import HostnameEndpoint, clientFromString
+from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import deferLater
@@ -362,8 +363,10 @@ class _Sentinels:
         for i, (host, port) in enumerate(self._sentinels):
             try:
                 where = await self._askOne(HostnameEndpoint(clock, host, port))
-            except CancelledError:
-                raise  # the attempt, by close()
+            except (CancelledError, ConnectingCancelledError):
+                # The attempt, by close(): HostnameEndpoint says so with an error of its own, which
+                # taken for a sentinel away sent the next attempt after the close.
+                raise
             except Exception as e:  # that sentinel is away, or refuses: ask the next
                 why.append(f"{host}:{port}: {e}")
                 continue
