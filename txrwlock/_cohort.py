@@ -75,10 +75,13 @@ class SharedHold(Generic[_T]):
         """
         return self._mode
 
-    def acquire(self, writer: bool, queue: bool) -> Deferred[_T | None]:
+    def acquire(
+        self, writer: bool, queue: bool, queued: Callable[[], object] | None = None
+    ) -> Deferred[_T | None]:
         """
         Acquire a hold: the local lock's, then the remote one's, or a share of it.
 
+        @param queued: called, before this returns, if the local lock makes the acquire wait.
         @return: a L{Deferred} of the grant's value; L{None} if C{not queue} and the hold was not
             taken at once.  Cancelling it gives up the wait, local or remote.
         """
@@ -88,6 +91,8 @@ class SharedHold(Generic[_T]):
                 return succeed(None)
             return self._join(writer, False).addBoth(self._keepIfTaken, writer)
         waiting = self.local.writerAcquire() if writer else self.local.readerAcquire()
+        if queued is not None and not waiting.called:
+            queued()
         return waiting.addCallback(self._joinOrLeave, writer)
 
     def release(self, writer: bool) -> Deferred[Any]:

@@ -373,15 +373,17 @@ class _RemoteLock(ABC):
     ) -> None:
         """
         The store granted the hold C{holdId}, by a command sent at C{sent}, to the acquire of
-        Deferred C{d} (about to fire; C{waited}: if it had queued); C{token} is its fencing
-        token, if a writer's.
+        Deferred C{d} (about to fire; C{waited}: if it had queued), or (C{d} L{None}) to one
+        granted before it returned its Deferred; C{token} is its fencing token, if a writer's.
         """
         self._holds[holdId] = writer
         self._deadlines[holdId] = sent + self.lease
         if writer:
             self._fencingToken = token
         self._grants[writer] += 1
-        if d is not None:
+        if d is None:
+            self._observation.grantedAtOnce(writer)
+        else:
             self._observation.granted(d, writer, atOnce=not waited)
         self._watch()
 

@@ -60,6 +60,10 @@ _ACQUIRE = {
     (True, False): _SQL["tryWriterAcquire"],
 }
 
+# What a remote grant fires with: the fencing token (0 for a reader), and whether the acquire
+# queued in PostgreSQL.
+_Grant = tuple[int, bool]
+
 # Reconnecting to wait again, after the server went away: first after this, doubling up to that.
 _RETRY_INITIAL_DELAY = 0.1
 _RETRY_MAX_DELAY = 2.0
@@ -140,6 +144,8 @@ class PostgresLocks:
         self,
         name: str,
         lost: Callable[[PostgresReadersWriterLock, bool], object] | None = None,
+        *,
+        debug: bool = False,
     ) -> PostgresReadersWriterLock:
         """
         A lock shared with every client of this database that uses the same C{name}.
@@ -150,6 +156,8 @@ class PostgresLocks:
         @param name: the lock's name, any non-empty string (its key: L{lockKey}).
         @param lost: called with the lock and whether the hold was the writer's, each time this
             object loses a hold: its session ended (its lease ran out, the server restarted).
+        @param debug: record the file and line of the code behind each hold and waiting acquire
+            of this object, for C{describe()}.
         @raise TypeError: if C{name} is not a string.
         @raise ValueError: if C{name} is empty.
         """
@@ -159,7 +167,7 @@ class PostgresLocks:
             raise ValueError("a lock's name must not be empty")
         if self._closed:
             raise psycopg().OperationalError("PostgresLocks.lock() called after disconnect()")
-        lock = PostgresReadersWriterLock(self, name, lost)
+        lock = PostgresReadersWriterLock(self, name, lost, debug)
         self._locks.add(lock)
         return lock
 
@@ -199,18 +207,20 @@ class _Take:
         statement, in PostgreSQL: whoever waits behind it goes on) or the timer of the next.
     @ivar running: the statement of the try in flight, or L{None}.
     @ivar retry: the timer of the next try (after the server went away), or L{None}.
+    @ivar queued: whether it waited: in PostgreSQL's queue, or for the server to come back.
     """
 
-    __slots__ = ("deferred", "delay", "queue", "retry", "running", "session", "writer")
+    __slots__ = ("deferred", "delay", "queue", "queued", "retry", "running", "session", "writer")
 
     def __init__(self, session: Session, writer: bool, queue: bool) -> None:
         self.session = session
         self.writer = writer
         self.queue = queue
-        self.deferred: Deferred[int | None] = Deferred(self._cancel)
+        self.deferred: Deferred[_Grant | None] = Deferred(self._cancel)
         self.running: Deferred[Any] | None = None
         self.retry: _Timer | None = None
         self.delay = _RETRY_INITIAL_DELAY
+        self.queued = False
 
     def _cancel(self, _: object) -> None:
         if self.retry is not None and self.retry.active():
@@ -245,13 +255,19 @@ class PostgresReadersWriterLock(_RemoteLock):
     L{CancelledError<twisted.internet.defer.CancelledError>}; its statement, if waiting in
     PostgreSQL, is cancelled there (C{pg_cancel_backend}, from the control session), so whoever
     waited behind it goes on; a grant that crossed the cancellation is given back.
+
+    B{Watching}, as every remote lock (L{addObserver}, L{describe}, L{statistics}'s counters): a
+    wait runs from the acquire's call, through this object's local lock and PostgreSQL's queue;
+    an acquire granted at its first try waited C{0.0}.  A cancelled acquire counts as one that
+    queued: PostgreSQL does not say whether its statement had.
     """
 
     # Invariants, besides those of _RemoteLock:
     #   - _hold's remote hold is the advisory lock this object's session holds or waits for, on
     #     _key; _since is when the lease of its session last started (the end of its grant, or
     #     the send of its last heartbeat).
-    #   - _waiting has the Deferreds of the acquires that have not fired.
+    #   - _waiting maps the Deferreds of the acquires that have not fired (and did not at once)
+    #     to whether each has been counted as queued (in the local lock, or in PostgreSQL).
 
     _sideType = PostgresLockSide
     reader: PostgresLockSide
@@ -262,21 +278,22 @@ class PostgresReadersWriterLock(_RemoteLock):
         locks: PostgresLocks,
         name: str,
         lost: Callable[[PostgresReadersWriterLock, bool], object] | None,
+        debug: bool = False,
     ) -> None:
         """
         Use L{PostgresLocks.lock}.
         """
-        super().__init__(locks._reactor, name, locks.lease, lost)
+        super().__init__(locks._reactor, name, locks.lease, lost, debug)
         self._locks = locks
         self._key = lockKey(name)
         leaseMs = max(1, round(locks.lease * 1000))
         self._session: Session = locks._client.session(
             _SQL["setup"], str(leaseMs), str(max(1, leaseMs // 3))
         )
-        self._hold: SharedHold[int] = SharedHold(self._take, self._give)
+        self._hold: SharedHold[_Grant] = SharedHold(self._take, self._give)
         self._ids = count()
         self._since = 0.0
-        self._waiting: set[Deferred[Any]] = set()
+        self._waiting: dict[Deferred[Any], bool] = {}
 
     def writerDowngrade(self) -> Deferred[PostgresReadersWriterLock]:
         """
@@ -292,14 +309,15 @@ class PostgresReadersWriterLock(_RemoteLock):
             raise LockNotHeldError(f"writerDowngrade() called, but {self!r} does not write")
         self._holds[holdId] = False
         self._fencingToken = None
+        self._downgraded()
 
-        def remote() -> Deferred[int | None]:
+        def remote() -> Deferred[_Grant | None]:
             query = _SQL["writerDowngrade"]
             d = self._session.execute(query, self._key, self._key, reconnect=False)
             held = d.addCallbacks(lambda row: bool(row[0]), self._heldIfConnected)
-            return held.addCallback(lambda held: 0 if held else None)  # 0: a reader's value
+            return held.addCallback(lambda held: (0, False) if held else None)  # a reader's
 
-        def downgraded(value: int | None) -> PostgresReadersWriterLock:
+        def downgraded(value: _Grant | None) -> PostgresReadersWriterLock:
             if value is None or holdId not in self._holds:
                 self._forget(holdId)
                 raise LockLostError(f"writerDowngrade() of {self!r}: the write hold was lost")
@@ -311,15 +329,14 @@ class PostgresReadersWriterLock(_RemoteLock):
         """
         @return: a L{Deferred} of a snapshot, from C{pg_locks}: the sessions holding the lock,
             shared (C{readers}) or exclusive, and those waiting, plus the readers and writers
-            waiting in this object's local lock.
+            waiting in this object's local lock; and this object's counters.
         """
         local = self._hold.local.statistics()
         high, low = (self._key >> 32) & 0xFFFFFFFF, self._key & 0xFFFFFFFF
 
         def made(row: tuple[int, int, int, int]) -> LockStatistics:
-            return LockStatistics(
-                row[0], bool(row[1]), row[2] + local.readersWaiting, row[3] + local.writersWaiting
-            )
+            waiting = row[2] + local.readersWaiting, row[3] + local.writersWaiting
+            return self._statistics(row[0], bool(row[1]), *waiting)
 
         query = self._locks._client.control.execute(_SQL["statistics"], str(high), str(low))
         return query.addCallback(made)
@@ -343,30 +360,54 @@ class PostgresReadersWriterLock(_RemoteLock):
     def _acquire(self, writer: bool, queue: bool) -> Deferred[Any]:
         if self._locks._closed:
             return fail(psycopg().OperationalError(f"{self!r}: PostgresLocks disconnected"))
-        inner = self._hold.acquire(writer, queue).addCallback(self._acquired, writer, queue)
+        waits = self._waits
+        inner = self._hold.acquire(writer, queue, self._queued)
         if inner.called and not inner.paused:
-            return inner  # granted, or refused, at once
+            # Granted (sharing this object's read hold), or refused, at once.
+            return inner.addCallback(self._acquired, writer, queue)
         # A Deferred of its own, not called until granted (the local lock's grant fires the
         # inner one, which then waits for PostgreSQL's).
-        d: Deferred[Any] = Deferred(lambda _: inner.cancel())
-        self._waiting.add(d)
-        inner.chainDeferred(d)
+        d: Deferred[Any] = Deferred(lambda d: self._cancel(d, inner))
+        # The local lock queued it if it called self._queued, which counted it.
+        self._waiting[d] = self._waits > waits
+        inner.addCallback(self._acquired, writer, queue, d).chainDeferred(d)
         return d.addBoth(self._stopWaiting, d)
 
     def _stopWaiting(self, result: object, d: Deferred[Any]) -> object:
-        self._waiting.discard(d)
+        self._waiting.pop(d, None)
         return result
 
-    def _acquired(self, value: int | None, writer: bool, queue: bool) -> Any:
+    def _acquired(
+        self, value: _Grant | None, writer: bool, queue: bool, d: Deferred[Any] | None = None
+    ) -> Any:
+        """
+        The acquire of Deferred C{d} (L{None}: one that did not wait for its answer) was
+        answered: granted C{value}, or, a try, refused.
+        """
         if value is None:
             return False  # a try, not taken
-        self._granted(f"{next(self._ids)}", writer, value, self._since)
+        token, queued = value
+        waited = d is not None and (self._waiting[d] or queued)
+        if d is not None and queued and not self._waiting[d]:
+            self._queued()
+        self._granted(f"{next(self._ids)}", writer, token, self._since, d, waited)
         return self if queue else True
 
-    def _take(self, writer: bool, queue: bool) -> Deferred[int | None]:
+    def _cancel(self, d: Deferred[Any], inner: Deferred[Any]) -> None:
         """
-        Take the advisory lock, for L{SharedHold}: its grant's value is the fencing token, or 0
-        for a reader.
+        Cancel the acquire of Deferred C{d}, still waiting, whose wait is C{inner}.
+        """
+        # Whether the statement of a cancelled acquire had queued, PostgreSQL does not say:
+        # counted as queued, for waits never to be fewer than cancellations.
+        if not self._waiting[d]:
+            self._queued()
+        self._cancelled(d)
+        inner.cancel()
+
+    def _take(self, writer: bool, queue: bool) -> Deferred[_Grant | None]:
+        """
+        Take the advisory lock, for L{SharedHold}: its grant's value is the fencing token (0 for
+        a reader) and whether it queued.
         """
         take = _Take(self._session, writer, queue)
         self._try(take)
@@ -375,18 +416,23 @@ class PostgresReadersWriterLock(_RemoteLock):
     def _try(self, take: _Take) -> None:
         take.retry = None
         query = _ACQUIRE[take.writer, take.queue]
-        running = take.running = self._session.execute(query, self._key)
+        keys = (self._key,) * query.count("%s")
+        running = take.running = self._session.execute(query, *keys)
         running.addCallbacks(
             self._tried, self._tryFailed, callbackArgs=(take,), errbackArgs=(take,)
         )
 
-    def _tried(self, row: tuple[int | None], take: _Take) -> None:
+    def _tried(self, row: tuple[Any, ...], take: _Take) -> None:
         take.running = None
         if take.deferred.called:
             self._giveBack()  # granted as it was cancelled
             return
         self._since = self._clock.seconds()
-        take.deferred.callback(row[0])
+        if row[0] is None:
+            take.deferred.callback(None)  # a try, not taken
+        else:
+            # An acquire's row says second whether it queued; a try's never did.
+            take.deferred.callback((row[0], take.queued or (take.queue and bool(row[1]))))
 
     def _tryFailed(self, failure: Failure, take: _Take) -> None:
         take.running = None
@@ -397,6 +443,7 @@ class PostgresReadersWriterLock(_RemoteLock):
         if take.queue and not self._locks._closed and isConnectionError(failure):
             # The server went away: wait for it, and wait in its queue again.
             take.retry = self._clock.callLater(take.delay, self._try, take)
+            take.queued = True
             take.delay = min(_RETRY_MAX_DELAY, take.delay * 2)
             return
         take.deferred.errback(failure)

@@ -13,8 +13,15 @@ SELECT pg_backend_pid(),
        set_config('client_connection_check_interval', %s, false)
 
 -- name: readerAcquire
--- 0, once granted.
-SELECT 0 FROM (SELECT pg_advisory_lock_shared(%s) OFFSET 0) AS granted
+-- 0, and whether it queued, once granted.  %s, %s: the key.  Tried first, so that a grant at
+-- once says so (a try, like a wait, comes after those already queued); only if that fails does
+-- the subquery wait: CASE evaluates it only then.
+SELECT 0, queued FROM (
+    SELECT CASE WHEN pg_try_advisory_lock_shared(%s) THEN false
+                ELSE (SELECT true FROM (SELECT pg_advisory_lock_shared(%s) OFFSET 0) AS waited)
+           END
+    OFFSET 0
+) AS granted (queued)
 
 -- name: writerAcquire
 -- The fencing token: a transaction id, taken after the grant (OFFSET 0 keeps the subquery, so
@@ -22,8 +29,14 @@ SELECT 0 FROM (SELECT pg_advisory_lock_shared(%s) OFFSET 0) AS granted
 -- across the cluster, and 64-bit (epoch included): never reused.  The logical message makes the
 -- transaction write WAL, so its commit is flushed before the reply: after a crash, recovery
 -- sees the id, and never hands it out again.
-SELECT pg_current_xact_id()::text::bigint, pg_logical_emit_message(true, 'txrwlock', '')
-FROM (SELECT pg_advisory_lock(%s) OFFSET 0) AS granted
+-- Whether it queued comes second, as for readerAcquire.  %s, %s: the key.
+SELECT pg_current_xact_id()::text::bigint, queued, pg_logical_emit_message(true, 'txrwlock', '')
+FROM (
+    SELECT CASE WHEN pg_try_advisory_lock(%s) THEN false
+                ELSE (SELECT true FROM (SELECT pg_advisory_lock(%s) OFFSET 0) AS waited)
+           END
+    OFFSET 0
+) AS granted (queued)
 
 -- name: tryReaderAcquire
 -- 0 if taken, NULL if not.
