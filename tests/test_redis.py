@@ -521,9 +521,10 @@ class ClientsTests(_RedisTestCase):
         """
         a, b = await self.clients(2)
         numsub = "return redis.call('PUBSUB', 'NUMSUB', ARGV[1])[2]"
+        channel = f"txrwlock:{{0:inventory}}:{a._locks._clientId}"
 
         def subscribers() -> bytes:
-            return self.server.command("EVAL", numsub, "0", "txrwlock:{0:inventory}")
+            return self.server.command("EVAL", numsub, "0", channel)
 
         await a.writerAcquire()
         await a.writerRelease()
@@ -535,6 +536,48 @@ class ClientsTests(_RedisTestCase):
         await b.writerRelease()
         await _bounded(writing)
         await a.writerRelease()
+
+    @_deferred
+    async def test_wakeOnlyWhoWaits(self) -> None:
+        """
+        A hold that goes is told only to the client it concerns, on that client's channel: the
+        next writer's, or those with waiting readers; a client whose waiter must go on waiting
+        hears nothing, however many wait.
+        """
+        a, b, c = await self.clients(3)
+        spy = (await self.connect())._client
+        heard: list[tuple[str, str]] = []
+        tag = "txrwlock:{0:inventory}"
+        channels = [tag] + [f"{tag}:{x._locks._clientId}" for x in (b, c)]
+
+        def listener(channel: str) -> Callable[[str | None], None]:
+            def heardOn(message: str | None) -> None:
+                if message is not None:  # None: subscribed
+                    heard.append((channel, message))
+
+            return heardOn
+
+        for channel in channels:
+            spy.subscribe(channel, listener(channel))
+
+        def subscribers() -> list[Any]:
+            return self.server.query("PUBSUB", "NUMSUB", *channels)[1::2]  # type: ignore[no-any-return]
+
+        await _until(lambda: subscribers() == [1, 1, 1])
+        await a.writerAcquire()
+        writing = b.writerAcquire()
+        reading = c.readerAcquire()
+        await _until(lambda: subscribers() == [1, 2, 2])  # b and c wait, and listen
+        await a.writerRelease()
+        await _bounded(writing)
+        await self.settle(a)
+        self.assertEqual(heard, [(channels[1], b._writerId())])
+        self.assertFalse(reading.called)
+        await b.writerRelease()
+        await _bounded(reading)
+        await self.settle(a)
+        self.assertEqual(heard[1:], [(channels[2], "*")])
+        await c.readerRelease()
 
     @_deferred
     async def test_tryAcquire(self) -> None:

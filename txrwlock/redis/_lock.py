@@ -345,7 +345,9 @@ class RedisReadersWriterLock(_RemoteLock):
         self._locks = locks
         self._run = locks._client.run
         tag = f"txrwlock:{{{locks.dbid}:{name}}}"
-        self._channel = tag
+        # The channel of this client for this name: the scripts publish there only what concerns
+        # this client's waiters (see scripts/_prelude.lua).
+        self._channel = f"{tag}:{locks._clientId}"
         # What every command of this lock holds, encoded once (measured: 0.3 µs to build a
         # command, against 7 µs encoding every argument; a pair sends two).  _heads: the start
         # of the commands on one hold id, up to the id, for each operation.  The lease goes to
