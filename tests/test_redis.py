@@ -89,6 +89,17 @@ def _info(server: RedisServer, field: str) -> int:
     )
 
 
+def _calls(server: RedisServer, command: str) -> int:
+    """
+    @return: how many times the server has run C{command}.
+    """
+    stats = server.command("INFO", "commandstats").decode()
+    for line in stats.splitlines():
+        if line.startswith(f"cmdstat_{command}:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
 def _bounded(d: Deferred[Any], seconds: float = 10.0) -> Deferred[Any]:
     """
     C{d}, failing with L{defer.TimeoutError} if it has not fired within C{seconds}.
@@ -571,13 +582,36 @@ class ClientsTests(_RedisTestCase):
         await a.writerRelease()
         await _bounded(writing)
         await self.settle(a)
-        self.assertEqual(heard, [(channels[1], b._writerId())])
+        self.assertEqual(heard, [(channels[1], f"{b._writerId()} {b.fencingToken}")])
         self.assertFalse(reading.called)
         await b.writerRelease()
         await _bounded(reading)
         await self.settle(a)
         self.assertEqual(heard[1:], [(channels[2], "*")])
         await c.readerRelease()
+
+    @_deferred
+    async def test_handoff(self) -> None:
+        """
+        A release hands the write hold to the first waiting writer, in Redis, and tells it: the
+        woken writer has it with no command of its own, with a fencing token larger than the
+        last, and the lease it waited with.
+        """
+        a, b = await self.clients(2)
+        await a.writerAcquire()
+        token = a.fencingToken
+        writing = b.writerAcquire()
+        await _until(lambda: b._listening)
+        await self.settle(a)
+        scripts = _calls(self.server, "evalsha")
+        await a.writerRelease()
+        await _bounded(writing)
+        self.assertEqual(_calls(self.server, "evalsha") - scripts, 1)  # the release
+        self.assertTrue(b.isWriting)
+        self.assertGreater(b.fencingToken, token)
+        deadline = self.server.query("HGET", "txrwlock:{0:inventory}:w", "deadline")
+        self.assertGreater(int(deadline), _info(self.server, "server_time_usec") + 29e6)
+        await b.writerRelease()
 
     @_deferred
     async def test_tryAcquire(self) -> None:

@@ -22,9 +22,9 @@
 -- Deadlines are in µs (TIME), so that Redis never drops a hold before the lease is over: in ms,
 -- TIME truncated to the ms would drop it up to 1 ms early.
 --
--- Whenever a hold or a place goes (release, cancel, expiry, downgrade), a script publishes on
--- the channel of the client concerned who may go now, if anyone: the id of the writer at the
--- head of the queue, to its client; or "*" to each client of r, whose waiting readers retry.  Holds and places whose lease
+-- Whenever a hold or a place goes (release, cancel, expiry, downgrade), a script grants the write
+-- hold to the writer at the head of the queue, if it can go, and tells its client "<id> <token>";
+-- or, if no writer waits, tells "*" to each client of r, whose waiting readers retry.  Holds and places whose lease
 -- ran out are dropped by the general path (_sweep.lua), whoever runs it; waiters run it when the
 -- earliest lease ends.  A granted id asking again (its reply was lost, or came too late) is
 -- granted again, with a new lease and the same token.
