@@ -24,25 +24,30 @@ $(BENCH_STAMP): $(DEV_STAMP) requirements-bench.txt
 
 dev: $(DEV_STAMP)
 
-# The Redis tests need a redis-server: .ci/ensure-redis installs it where it can (root, apt-get),
-# else they skip, saying how to enable them (except under CI=true, where they must run).
+# The Redis tests need a redis-server, the PostgreSQL ones PostgreSQL 15: .ci/ensure-redis and
+# .ci/ensure-postgres install them where they can (root, apt-get), else they skip, saying how to
+# enable them (except under CI=true, where they must run).
 test: $(DEV_STAMP)
 	bash .ci/ensure-redis
+	bash .ci/ensure-postgres
 	$(TRIAL) tests
 
 # tox.ini's test environments, on the Pythons this machine has (.ci/matrix says which it skips):
 # 3.10 with the oldest Twisted we support, 3.11, 3.12 under pytest, 3.13 with the newest Twisted.
 matrix: $(DEV_STAMP)
 	bash .ci/ensure-redis
+	bash .ci/ensure-postgres
 	TOX="$(PY) -m tox" bash .ci/matrix
 
 # The oldest Twisted we support (requirements.txt's floor, pinned in tox.ini), on Python 3.10.
 test-oldest: $(DEV_STAMP)
 	bash .ci/ensure-redis
+	bash .ci/ensure-postgres
 	TOX="$(PY) -m tox" bash .ci/matrix py310-oldest
 
 coverage: $(DEV_STAMP)
 	bash .ci/ensure-redis
+	bash .ci/ensure-postgres
 	$(PY) -m coverage erase
 	$(PY) -m coverage run -m twisted.trial tests
 	$(PY) -m coverage report

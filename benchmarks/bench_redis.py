@@ -18,7 +18,6 @@ reactor of the process running it alone.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -39,6 +38,7 @@ from twisted.internet.protocol import Protocol
 _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(_HERE), str(_HERE.parent)]  # _common, and tests.redisserver
 
+from _children import bestOfRounds, childJson, sectionMain  # noqa: E402
 from _common import Context, Report, Row, SectionUnavailableError, Value, atMost  # noqa: E402
 
 __all__ = ["main", "run"]
@@ -87,9 +87,9 @@ def run(ctx: Context) -> Report:
         server = RedisServer(REDIS_SERVER, folder)
         server.start()
         try:
-            ours = _child("pairs", server.port, pairs, rounds)
+            ours = childJson(__file__, "--pairs", server.port, pairs, rounds)
             redisPy = _redisPyPairs(server.port, pairs, rounds)
-            contended = contend(server.port, cells, subjects, seconds, matrixRounds, base)
+            contended = contendMatrix(server.port, cells, subjects, seconds, matrixRounds, base)
         finally:
             server.stop()
 
@@ -214,15 +214,6 @@ def plotRates(
 
 def _goal(figure: str, values: dict[str, Value], judged: Row) -> Row:
     return Row(figure, "µs", values, judged.goal, judged.measured, judged.met)
-
-
-def _child(mode: str, port: int, *args: float) -> Any:
-    """
-    Run this file as a child process in C{mode}; return what it printed last, as JSON.
-    """
-    command = [sys.executable, __file__, f"--{mode}", str(port), *map(str, args)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _redisPyPairs(port: int, pairs: int, repeat: int) -> float:
@@ -367,7 +358,7 @@ def baseTree(cacheDir: Path) -> Path:
     return tree
 
 
-def contend(
+def contendMatrix(
     port: int,
     cells: list[Cell],
     subjects: list[str],
@@ -482,17 +473,9 @@ async def _pairs(reactor: Any, port: int, pairs: int, repeat: int) -> None:
         await lock.readerAcquire()
         await lock.readerRelease()
 
-    # Rounds of each subject in turn, so that a busy spell of the machine does not fall on one
-    # subject only; the best round of each is kept.
-    subjects = {"floor": floor, "writer": writer, "reader": reader}
-    best = dict.fromkeys(subjects, float("inf"))
-    for _ in range(repeat):
-        for name, pair in subjects.items():
-            began = time.perf_counter()
-            for _ in range(pairs):
-                await pair()
-            best[name] = min(best[name], time.perf_counter() - began)
-    results = {name: seconds / pairs * 1e6 for name, seconds in best.items()}
+    results = await bestOfRounds(
+        {"floor": floor, "writer": writer, "reader": reader}, pairs, repeat
+    )
     await locks.disconnect()
     print(json.dumps(results))
 
@@ -644,23 +627,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     @return: the section's figures, as C{run.py} records them.
     """
-    from _report import formatGoals, formatTable
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--smoke", action="store_true", help="small sizes, for CI")
-    args = parser.parse_args(argv)
-    ctx = Context(
-        smoke=args.smoke,
-        cacheDir=_HERE.parent / ".cache" / "bench",
-        pointBudget=0.3 if args.smoke else 10.0,
-        repeat=2 if args.smoke else 7,
-    )
-    report = run(ctx)
-    print(formatTable(report.rows))
-    print(formatGoals(report.rows))
-    for name, plot in report.plots.items():
-        plot(_HERE / "results" / name, "bench_redis.py alone")
-    return report.extra["redis"]  # type: ignore[no-any-return]
+    return sectionMain(__doc__, run, "redis", argv)
 
 
 if __name__ == "__main__":

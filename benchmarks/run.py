@@ -28,7 +28,7 @@ from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, global
 
 __all__ = ["SECTIONS", "main"]
 
-SECTIONS = ("bench_local", "bench_redis")
+SECTIONS = ("bench_local", "bench_redis", "bench_postgres")
 """The sections, in the order their rows are printed."""
 
 _HERE = Path(__file__).resolve().parent

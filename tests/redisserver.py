@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from twisted.internet.protocol import ClientFactory, Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -30,6 +30,8 @@ __all__ = [
     "SilentProxy",
     "requireRedis",
     "sharedServer",
+    "skipOrFail",
+    "stopProcess",
 ]
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -47,9 +49,17 @@ def requireRedis(testCase: TestCase) -> str:
     """
     if REDIS_SERVER is not None:
         return REDIS_SERVER
+    skipOrFail(testCase, _HOW_TO_ENABLE)
+
+
+def skipOrFail(testCase: TestCase, howToEnable: str) -> NoReturn:
+    """
+    A server the test needs is missing: skip it, saying C{howToEnable}, unless C{CI=true}: in CI
+    the test fails instead.
+    """
     if os.environ.get("CI") == "true":
-        testCase.fail(_HOW_TO_ENABLE)
-    raise SkipTest(_HOW_TO_ENABLE)
+        testCase.fail(howToEnable)
+    raise SkipTest(howToEnable)
 
 
 class RedisServer:
@@ -103,17 +113,8 @@ class RedisServer:
         wait for it to exit.
         """
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            if sig != signal.SIGKILL:
-                os.kill(process.pid, signal.SIGCONT)  # if paused: it must run to exit
-            process.send_signal(sig)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stopProcess(process, sig)
 
     def restart(self) -> None:
         """
@@ -285,6 +286,22 @@ class SilentProxy:
         for connection in list(self.connections):
             connection.transport.abortConnection()
         return self._port.stopListening()
+
+
+def stopProcess(process: subprocess.Popen[bytes], sig: int, timeout: float = 30.0) -> None:
+    """
+    Send C{sig} to a server's C{process} (resumed first, if paused: it must run to exit), and
+    wait for it to exit; kill it if it has not within C{timeout} seconds.
+    """
+    if process.poll() is None:
+        if sig != signal.SIGKILL:
+            os.kill(process.pid, signal.SIGCONT)
+        process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _short(reply: bytes) -> bool:

@@ -1,0 +1,186 @@
+"""
+Tests for L{txrwlock._cohort.SharedHold}: a local lock in front of one remote hold, here a remote
+whose takes and give-backs are Deferreds the test fires.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import CancelledError, Deferred, succeed
+
+from txrwlock import TxTestCase
+from txrwlock._cohort import SharedHold
+
+
+class _Remote:
+    """
+    A remote store as the test plays it: every take and give-back is recorded with its
+    L{Deferred}, fired by the test.
+    """
+
+    def __init__(self) -> None:
+        self.takes: list[tuple[bool, bool, Deferred[int | None]]] = []
+        self.gives: list[bool] = []
+        self.cancelled = 0
+        self.hold: SharedHold[int] = SharedHold(self.take, self.give)
+
+    def take(self, writer: bool, queue: bool) -> Deferred[int | None]:
+        def cancel(d: Deferred[int | None]) -> None:
+            self.cancelled += 1
+
+        d: Deferred[int | None] = Deferred(cancel)
+        self.takes.append((writer, queue, d))
+        return d
+
+    def give(self, writer: bool) -> Deferred[bool]:
+        self.gives.append(writer)
+        return succeed(True)
+
+
+def _result(d: Deferred[int | None]) -> list[object]:
+    results: list[object] = []
+    d.addBoth(results.append)
+    return results
+
+
+class SharedHoldTests(TxTestCase):
+    """
+    One remote hold per lock object: readers share it, writers take turns.
+    """
+
+    def setUp(self) -> None:
+        self.remote = _Remote()
+        self.hold = self.remote.hold
+
+    def test_readersShare(self) -> None:
+        """
+        The first reader takes the remote read hold; readers coming while it is taken wait for
+        the same grant; later ones join at once; the last to leave gives it back.
+        """
+        first, second = _result(self.hold.acquire(False, True)), None
+        second = _result(self.hold.acquire(False, True))
+        self.assertEqual(len(self.remote.takes), 1)
+        self.assertEqual((first, second), ([], []))
+        self.remote.takes[0][2].callback(0)
+        self.assertEqual((first, second), ([0], [0]))
+        self.assertEqual(_result(self.hold.acquire(False, True)), [0])
+        self.assertEqual(_result(self.hold.acquire(False, False)), [0])
+        self.assertEqual(len(self.remote.takes), 1)
+        for _ in range(3):
+            self.assertEqual(_result(self.hold.release(False)), [None])
+            self.assertEqual(self.remote.gives, [])
+        self.assertEqual(_result(self.hold.release(False)), [True])
+        self.assertEqual(self.remote.gives, [False])
+        self.assertIsNone(self.hold.writing)
+
+    def test_writersTakeTurns(self) -> None:
+        """
+        A writer waits in the local lock for the readers, and takes the remote write hold after
+        their give-back; a second writer waits for the first's give-back.
+        """
+        self.hold.acquire(False, True)
+        self.remote.takes[0][2].callback(0)
+        writing = _result(self.hold.acquire(True, True))
+        second = _result(self.hold.acquire(True, True))
+        self.assertEqual(len(self.remote.takes), 1)
+        self.hold.release(False)
+        self.assertEqual(self.remote.gives, [False])
+        self.assertEqual(self.remote.takes[1][:2], (True, True))
+        self.remote.takes[1][2].callback(33)
+        self.assertEqual((writing, second), ([33], []))
+        self.assertTrue(self.hold.writing)
+        self.hold.release(True)
+        self.assertEqual(self.remote.gives, [False, True])
+        self.remote.takes[2][2].callback(34)
+        self.assertEqual(second, [34])
+
+    def test_cancelJoiner(self) -> None:
+        """
+        A reader cancelled while the remote hold is taken for it and another leaves the take
+        alone; when the last is cancelled, the take is cancelled, and the local lock is free.
+        """
+        first = self.hold.acquire(False, True)
+        second = self.hold.acquire(False, True)
+        first.cancel()
+        self.assertEqual(self.remote.cancelled, 0)
+        second.cancel()
+        self.assertEqual(self.remote.cancelled, 1)
+        for d in (first, second):
+            self.assertIsInstance(_result(d)[0].value, CancelledError)  # type: ignore[attr-defined]
+        self.assertIsNone(self.hold.writing)
+        self.assertTrue(self.hold.local.tryWriterAcquire())
+
+    def test_takeFails(self) -> None:
+        """
+        A failed take fails every reader waiting for it and frees the local lock.
+        """
+        first = _result(self.hold.acquire(False, True))
+        second = _result(self.hold.acquire(False, True))
+        self.remote.takes[0][2].errback(ZeroDivisionError())
+        for results in (first, second):
+            self.assertTrue(results[0].check(ZeroDivisionError))  # type: ignore[attr-defined]
+        self.assertIsNone(self.hold.writing)
+        self.assertTrue(self.hold.local.tryWriterAcquire())
+
+    def test_tries(self) -> None:
+        """
+        A try that the local lock refuses, or that would wait for another's take, gets L{None}
+        at once; one the store refuses gives the local lock back.
+        """
+        self.hold.acquire(False, True)
+        self.assertEqual(_result(self.hold.acquire(True, False)), [None])
+        self.assertEqual(_result(self.hold.acquire(False, False)), [None])
+        self.assertEqual(len(self.remote.takes), 1)
+        self.remote.takes[0][2].callback(0)
+        self.hold.release(False)
+        tried = _result(self.hold.acquire(True, False))
+        self.assertEqual(self.remote.takes[1][:2], (True, False))
+        self.remote.takes[1][2].callback(None)
+        self.assertEqual(tried, [None])
+        self.assertTrue(self.hold.local.tryWriterAcquire())
+
+    def test_downgrade(self) -> None:
+        """
+        A downgrade the store did lets the local readers first in line share the read hold; one
+        it could not do (the hold was gone) gives the local lock back.
+        """
+        self.hold.acquire(True, True)
+        self.remote.takes[0][2].callback(5)
+        reading = _result(self.hold.acquire(False, True))
+        self.assertEqual(_result(self.hold.downgrade(lambda: succeed(0))), [0])
+        self.assertEqual(reading, [0])
+        self.assertIs(self.hold.writing, False)
+        self.assertEqual(len(self.remote.takes), 1)
+        self.hold.release(False)
+        self.hold.release(False)
+        self.assertEqual(self.remote.gives, [False])
+
+        self.hold.acquire(True, True)
+        self.remote.takes[1][2].callback(6)
+        self.assertEqual(_result(self.hold.downgrade(lambda: succeed(None))), [None])
+        self.assertIsNone(self.hold.writing)
+        self.assertTrue(self.hold.local.tryWriterAcquire())
+
+    def test_droppedDuringDowngrade(self) -> None:
+        """
+        A hold dropped as lost while its downgrade runs is given up once: the read hold the store
+        made is given back, one the store could not make is not, and the local lock is free.
+        """
+        for value in (0, None):
+            self.hold.acquire(True, True)
+            self.remote.takes[-1][2].callback(5)
+            downgrading: Deferred[int | None] = Deferred()
+
+            def remote(d: Deferred[int | None] = downgrading) -> Deferred[int | None]:
+                return d
+
+            result = _result(self.hold.downgrade(remote))
+            self.assertEqual(_result(self.hold.drop()), [True])
+            self.assertEqual(self.remote.gives, [True])
+            self.assertEqual(_result(self.hold.drop()), [None])  # nothing left to drop
+            downgrading.callback(value)
+            self.assertEqual(result, [None])
+            self.assertEqual(self.remote.gives, [True] + ([False] if value == 0 else []))
+            self.assertIsNone(self.hold.writing)
+            self.assertTrue(self.hold.local.tryWriterAcquire())
+            self.hold.local.writerRelease()
+            self.remote.gives.clear()

@@ -1,0 +1,758 @@
+"""
+Tests for L{txrwlock.postgres}, against a real PostgreSQL 15 started for each test class (see
+L{tests.pgserver}); skipped, with a line saying how to enable them, where it is not installed,
+except under C{CI=true}, where they fail instead.
+
+Several L{PostgresLocks} in this process stand for clients; worker processes
+(L{tests.pgworker}) for the tests across processes.  They run on the real reactor, with short
+leases and bounded waits.  Each test uses lock names of its own, as the server is shared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+import psycopg
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+
+from tests.pgserver import PostgresServer, requirePostgres
+from tests.test_redis import _bounded, _deferred, _sleep, _until, _Worker
+from txrwlock import LockNotHeldError, LockStatistics, TxTestCase
+from txrwlock._ports import freeLoopbackPort
+from txrwlock.postgres import (
+    LockLostError,
+    PostgresLocks,
+    PostgresReadersWriterLock,
+    connect,
+    lockKey,
+)
+
+reactor: Any = _reactor
+_WORKER = str(Path(__file__).with_name("pgworker.py"))
+_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+class ImportTests(TxTestCase):
+    """
+    Importing L{txrwlock.postgres} imports neither a reactor nor psycopg.
+    """
+
+    def test_noReactor(self) -> None:
+        """
+        In a fresh interpreter, after the import, neither module is loaded.
+        """
+        code = (
+            "import sys, txrwlock.postgres; "
+            "print(sorted({'twisted.internet.reactor', 'psycopg'} & set(sys.modules)))"
+        )
+        env = dict(os.environ, PYTHONPATH=_ROOT)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        )
+        self.assertEqual(out.stdout.strip(), "[]")
+
+
+class KeyTests(TxTestCase):
+    """
+    Names map to advisory-lock keys as documented.
+    """
+
+    def test_key(self) -> None:
+        """
+        The key is the first 8 bytes of the SHA-256 of C{"txrwlock:" + name}, signed.
+        """
+        digest = hashlib.sha256("txrwlock:caf\u00e9".encode()).digest()
+        self.assertEqual(lockKey("caf\u00e9"), int.from_bytes(digest[:8], "big", signed=True))
+        self.assertNotEqual(lockKey("a"), lockKey("b"))
+
+
+class _PostgresTestCase(TxTestCase):
+    """
+    A test against the PostgreSQL server of its class, started by its first test.
+    """
+
+    server: ClassVar[PostgresServer | None] = None
+    timeout = 60
+
+    def setUp(self) -> None:
+        cls = type(self)
+        if cls.server is None:
+            cls.server = PostgresServer(requirePostgres(self))
+            cls.server.start()
+        elif cls.server.process is None:
+            cls.server.start()  # a test stopped it
+        self.names = 0
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        if cls.server is not None:
+            cls.server.destroy()
+            cls.server = None
+
+    @property
+    def pg(self) -> PostgresServer:
+        assert self.server is not None
+        return self.server
+
+    def name(self) -> str:
+        """
+        A lock name of this test's own.
+        """
+        self.names += 1
+        return f"{self.id()}:{self.names}"
+
+    async def connect(self, lease: float = 30.0) -> PostgresLocks:
+        """
+        A new client, disconnected after the test.
+        """
+        locks = await connect(self.pg.conninfo(), lease=lease)
+        self.addCleanup(locks.disconnect)
+        return locks
+
+    async def clients(
+        self, n: int, name: str, lease: float = 30.0, lost: Any = None
+    ) -> list[PostgresReadersWriterLock]:
+        """
+        The lock C{name} in C{n} new clients.
+        """
+        return [(await self.connect(lease)).lock(name, lost=lost) for _ in range(n)]
+
+    async def settle(self, lock: PostgresReadersWriterLock) -> LockStatistics:
+        """
+        Wait until the statements sent so far have reached PostgreSQL: a statistics round trip
+        after a short pause.
+        """
+        await _sleep(0.1)
+        return await lock.statistics()
+
+    def spawn(self, mode: str, name: str, lease: float, arg: float) -> _Worker:
+        """
+        Start a worker, killed after the test if still running.
+        """
+        worker = _Worker()
+        args = [sys.executable, _WORKER, mode, self.pg.conninfo(), name, str(lease), str(arg)]
+        env = dict(os.environ, PYTHONPATH=_ROOT)
+        process = reactor.spawnProcess(worker, sys.executable, args, env=env, path=_ROOT)
+
+        def kill() -> Deferred[None]:
+            if not worker.ended.called:
+                with contextlib.suppress(ProcessExitedAlready):
+                    os.kill(process.pid, signal.SIGCONT)
+                    process.signalProcess("KILL")
+            return worker.ended
+
+        self.addCleanup(kill)
+        return worker
+
+
+class ClientsTests(_PostgresTestCase):
+    """
+    Several clients of one lock in one process: the policy and API of the local lock.
+    """
+
+    @_deferred
+    async def test_exclusion(self) -> None:
+        """
+        A writer holds the lock alone; readers of different clients hold it together; a waiter
+        goes in when the holder releases.
+        """
+        a, b, c = await self.clients(3, self.name())
+        await a.writerAcquire()
+        self.assertTrue(a.isWriting)
+        reading = b.readerAcquire()
+        await self.settle(a)
+        writing = c.writerAcquire()
+        self.assertEqual(await self.settle(a), LockStatistics(0, True, 1, 1))
+        self.assertFalse(b.isReading)
+        self.assertFalse(c.isWriting)
+        await a.writerRelease()
+        self.assertFalse(a.isWriting)
+        await _bounded(reading)
+        self.assertFalse(c.isWriting)
+        self.assertFalse(await a.tryReaderAcquire())  # fair: behind the waiting writer
+        await b.readerRelease()
+        await _bounded(writing)
+        self.assertTrue(c.isWriting)
+        await c.writerRelease()
+        await _bounded(a.readerAcquire())
+        await _bounded(b.readerAcquire())
+        self.assertEqual((a.isReading, b.isReading), (True, True))
+        self.assertEqual(await a.statistics(), LockStatistics(2, False, 0, 0))
+        await a.readerRelease()
+        await b.readerRelease()
+        self.assertEqual(await a.statistics(), LockStatistics(0, False, 0, 0))
+
+    @_deferred
+    async def test_fifo(self) -> None:
+        """
+        Waiters of different clients are served in arrival order: while R1 reads, W1, R2, W2 and
+        R3 arrive, and go in in that order, R2 alone, as the local lock's C{fair=True}.
+        """
+        r1, w1, r2, w2, r3 = await self.clients(5, self.name())
+        await r1.readerAcquire()
+        order: list[str] = []
+        waiting = []
+        for label, side in (("W1", w1.writer), ("R2", r2.reader), ("W2", w2.writer)):
+            waiting.append(side.acquire().addCallback(lambda _, x: order.append(x), label))
+            await self.settle(r1)
+        waiting.append(r3.readerAcquire().addCallback(lambda _: order.append("R3")))
+        self.assertEqual(await self.settle(r1), LockStatistics(1, False, 2, 2))
+        self.assertEqual(order, [])
+        await r1.readerRelease()
+        for i, lock in enumerate((w1, r2, w2, r3)):
+            await _bounded(waiting[i])
+            await self.settle(lock)
+            self.assertEqual(order, ["W1", "R2", "W2", "R3"][: i + 1])
+            await (lock.writerRelease() if lock in (w1, w2) else lock.readerRelease())
+
+    @_deferred
+    async def test_fencingTokens(self) -> None:
+        """
+        Each write acquisition, by any client and of any name, gets a larger fencing token;
+        there is none while not writing, nor after a downgrade.
+        """
+        name = self.name()
+        a, b = await self.clients(2, name)
+        (other,) = await self.clients(1, self.name())
+        tokens = []
+        for lock in (a, b, a, other, b, a):
+            self.assertIsNone(lock.fencingToken)
+            await lock.writerAcquire()
+            tokens.append(lock.fencingToken)
+            await lock.writerRelease()
+            self.assertIsNone(lock.fencingToken)
+            self.assertTrue(await lock.tryWriterAcquire())
+            tokens.append(lock.fencingToken)
+            await lock.writerRelease()
+        self.assertTrue(all(isinstance(t, int) for t in tokens))
+        self.assertEqual(tokens, sorted(set(tokens)))
+        await a.writerAcquire()
+        await a.writerDowngrade()
+        self.assertIsNone(a.fencingToken)
+        await a.readerRelease()
+
+    @_deferred
+    async def test_cancelWaitingWriter(self) -> None:
+        """
+        Cancelling a waiting writer, or timing it out, fails it with L{CancelledError}, takes it
+        out of PostgreSQL's queue, and lets in the readers waiting behind it.
+        """
+        a, b, c = await self.clients(3, self.name())
+        await a.readerAcquire()
+        for giveUp in ("cancel", "timeout"):
+            writing = b.writerAcquire()
+            if giveUp == "timeout":
+                writing.addTimeout(0.5, IReactorTime(reactor))
+            await self.settle(a)
+            reading = c.readerAcquire()
+            self.assertEqual(await self.settle(a), LockStatistics(1, False, 1, 1))
+            if giveUp == "cancel":
+                writing.cancel()
+            failures: list[Failure] = []
+            await writing.addErrback(failures.append)
+            self.assertTrue(failures[0].check(CancelledError, TimeoutError))
+            await _bounded(reading, 5)
+            self.assertFalse(b.isWriting)
+            self.assertEqual(await self.settle(a), LockStatistics(2, False, 0, 0))
+            await c.readerRelease()
+
+    @_deferred
+    async def test_cancelCrossingGrant(self) -> None:
+        """
+        An acquire cancelled while PostgreSQL grants it ends in L{CancelledError} and holds
+        nothing: the grant is given back.
+        """
+        a, b = await self.clients(2, self.name())
+        for acquire in (a.writerAcquire, a.readerAcquire, a.tryWriterAcquire):
+            for delay in (0.0, 0.002, 0.01):
+                d = acquire()
+                if delay:
+                    await _sleep(delay)
+                d.cancel()
+                result = await d.addErrback(lambda f: f.value)
+                if not isinstance(result, CancelledError):
+                    # It fired before the cancel: it holds.
+                    await (a.readerRelease() if acquire == a.readerAcquire else a.writerRelease())
+                self.assertEqual((a.isReading, a.isWriting), (False, False))
+                self.assertEqual(await self.settle(b), LockStatistics(0, False, 0, 0))
+                self.assertTrue(await b.tryWriterAcquire())
+                await b.writerRelease()
+
+    @_deferred
+    async def test_sharedHold(self) -> None:
+        """
+        The coroutines of one lock object share its session's hold: readers share one shared
+        advisory lock, taken by the first and given back by the last; a writer of the same
+        object waits for them, and its writers take turns.
+        """
+        name = self.name()
+        lock = (await self.connect()).lock(name)
+        (other,) = await self.clients(1, name)
+        first, second = lock.readerAcquire(), lock.readerAcquire()
+        await _bounded(first)
+        await _bounded(second)
+        self.assertEqual(await lock.statistics(), LockStatistics(1, False, 0, 0))
+        writing = lock.writerAcquire()
+        self.assertFalse(await other.tryWriterAcquire())
+        await lock.readerRelease()
+        self.assertTrue(lock.isReading)
+        self.assertFalse(await other.tryWriterAcquire())
+        self.assertFalse(writing.called)
+        await lock.readerRelease()
+        await _bounded(writing)
+        self.assertEqual(await lock.statistics(), LockStatistics(0, True, 0, 0))
+        inside = []
+
+        async def write(i: int) -> None:
+            async with lock.writer:
+                inside.append(i)
+                self.assertEqual(len(inside), 1)
+                await _sleep(0.005)
+                inside.remove(i)
+
+        more = [Deferred.fromCoroutine(write(i)) for i in range(5)]
+        await lock.writerRelease()
+        for d in more:
+            await _bounded(d)
+        self.assertTrue(await other.tryWriterAcquire())
+        await other.writerRelease()
+
+    @_deferred
+    async def test_downgrade(self) -> None:
+        """
+        A downgraded writer reads, no writer coming in between; the readers first in line go in
+        with it, of every client, and those of this object share its hold.
+        """
+        name = self.name()
+        a, b, c = await self.clients(3, name)
+        await a.writerAcquire()
+        reading = b.readerAcquire()
+        local = a.readerAcquire()
+        await self.settle(a)
+        self.assertIs(await a.writerDowngrade(), a)
+        self.assertEqual((a.isReading, a.isWriting), (True, False))
+        await _bounded(reading)
+        await _bounded(local)
+        self.assertEqual(await a.statistics(), LockStatistics(2, False, 0, 0))
+        self.assertFalse(await c.tryWriterAcquire())
+        await a.readerRelease()
+        await a.readerRelease()
+        await b.readerRelease()
+
+        await a.writerAcquire()
+        writing = c.writerAcquire()
+        await self.settle(a)
+        await a.writerDowngrade()
+        self.assertEqual(await self.settle(b), LockStatistics(1, False, 0, 1))
+        self.assertFalse(await b.tryReaderAcquire())
+        await a.readerRelease()
+        await _bounded(writing)
+        await c.writerRelease()
+
+    @_deferred
+    async def test_misuse(self) -> None:
+        """
+        Releasing or downgrading what this object does not hold raises L{LockNotHeldError} and
+        changes nothing; bad names are refused at once.
+        """
+        locks = await self.connect()
+        name = self.name()
+        a, b = locks.lock(name), locks.lock(name)
+        await a.readerAcquire()
+        self.assertRaisesWithMessage(LockNotHeldError, "holds no write hold", a.writerRelease)
+        self.assertRaisesWithMessage(LockNotHeldError, "does not write", a.writerDowngrade)
+        self.assertRaisesWithMessage(LockNotHeldError, "holds no read hold", b.readerRelease)
+        self.assertRaisesWithMessage(LockNotHeldError, "readerRelease()", b.reader.release)
+        await a.readerRelease()
+        self.assertRaisesWithMessage(LockNotHeldError, "holds no read hold", a.readerRelease)
+        self.assertTrue(await b.tryWriterAcquire())
+        await b.writerRelease()
+        self.assertRaisesWithMessage(TypeError, "must be a string", locks.lock, b"x")
+        self.assertRaisesWithMessage(ValueError, "must not be empty", locks.lock, "")
+
+    @_deferred
+    async def test_tryAcquire(self) -> None:
+        """
+        A try takes the lock only when it can now without jumping the queue, and never waits.
+        """
+        name = self.name()
+        a, b, c = await self.clients(3, name)
+        self.assertTrue(await a.tryReaderAcquire())
+        self.assertTrue(await b.reader.tryAcquire())
+        self.assertFalse(await b.tryWriterAcquire())
+        writing = c.writerAcquire()
+        await self.settle(a)
+        self.assertFalse(await c.tryReaderAcquire())  # behind the waiting writer
+        await a.readerRelease()
+        await b.readerRelease()
+        await _bounded(writing)
+        self.assertFalse(await b.tryReaderAcquire())
+        self.assertFalse(await b.tryWriterAcquire())
+        self.assertEqual(await a.statistics(), LockStatistics(0, True, 0, 0))
+        await c.writerRelease()
+        self.assertTrue(await a.writer.tryAcquire())
+        await a.writerRelease()
+
+    @_deferred
+    async def test_sides(self) -> None:
+        """
+        C{async with} and C{run} on both sides release once PostgreSQL has, exception or not.
+        """
+        a, b = await self.clients(2, self.name())
+        async with a.writer as lock:
+            self.assertIs(lock, a)
+            self.assertTrue(a.writer.locked)
+        self.assertFalse(a.writer.locked)
+        self.assertTrue(await b.tryWriterAcquire())
+        await b.writerRelease()
+        with self.assertRaises(ZeroDivisionError):
+            async with a.reader:
+                self.assertTrue(a.reader.locked)
+                1 / 0  # noqa: B018
+        self.assertFalse(a.reader.locked)
+        self.assertEqual(await a.writer.run(lambda x: x * 2, 21), 42)
+        self.assertTrue(await b.tryWriterAcquire())
+        await b.writerRelease()
+
+    @_deferred
+    async def test_repr(self) -> None:
+        """
+        The repr shows the name, what the object holds and waits for, and the lease.
+        """
+        locks = await self.connect(lease=2.0)
+        lock = locks.lock("x")
+        await lock.readerAcquire()
+        expected = "<PostgresReadersWriterLock 'x' readers=1 writing=False waiting=0r/0w lease=2.0>"
+        self.assertEqual(repr(lock), expected)
+        self.assertEqual(repr(locks), "<PostgresLocks lease=2.0 locks=1>")
+        await lock.readerRelease()
+
+    @_deferred
+    async def test_sessionEnded(self) -> None:
+        """
+        A holder whose session ends (terminated by an administrator) is told at its next
+        heartbeat: L{isWriting} turns false, C{lost} is called, its release fails with
+        L{LockLostError}; the waiter goes in at once, and the holder can acquire again.
+        """
+        lost: list[bool] = []
+        name = self.name()
+        (a,) = await self.clients(1, name, lease=0.9, lost=lambda lock, w: lost.append(w))
+        (b,) = await self.clients(1, name)
+        await a.writerAcquire()
+        self.pg.sql(f"SELECT pg_terminate_backend({a._session.pid})", dbname="app")
+        await self.assertInlineCbRaisesWithMsg(LockLostError, "was lost", a.writerDowngrade)
+        self.assertEqual((a.isReading, a.isWriting), (False, False))
+        await _bounded(a.writerAcquire())
+        writing = b.writerAcquire()
+        await self.settle(b)
+        self.pg.sql(f"SELECT pg_terminate_backend({a._session.pid})", dbname="app")
+        await _bounded(writing, 5)
+        await _until(lambda: bool(lost), 5)
+        self.assertEqual((lost, a.isWriting), ([True], False))
+        await self.assertInlineCbRaisesWithMsg(LockLostError, "was lost", a.writerRelease)
+        await b.writerRelease()
+        await _bounded(a.writerAcquire())
+        await a.writerRelease()
+
+    @_deferred
+    async def test_cancelQueuedStatement(self) -> None:
+        """
+        A statement cancelled while it waits for the session (another runs) is never sent, and
+        fails with L{CancelledError}; the session goes on with the next.
+        """
+        (lock,) = await self.clients(1, self.name())
+        session = lock._session
+        sleeping = session.execute("SELECT pg_sleep(0.3)")
+        cancelled = session.execute("SELECT pg_advisory_lock(%s)", lock._key)
+        after = session.execute(
+            "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'"
+        )
+        session.cancel(cancelled)
+        self.assertIsInstance(await cancelled.addErrback(lambda f: f.value), CancelledError)
+        await sleeping
+        self.assertEqual(await after, (0,))
+
+    @_deferred
+    async def test_watchdog(self) -> None:
+        """
+        A holder with a short lease keeps its hold for several leases: its heartbeats keep its
+        session from being ended idle, and its own deadline moves on.
+        """
+        lost: list[bool] = []
+        name = self.name()
+        (a,) = await self.clients(1, name, lease=1.0, lost=lambda lock, w: lost.append(w))
+        (b,) = await self.clients(1, name)
+        await a.writerAcquire()
+        await _sleep(2.5)
+        self.assertEqual((lost, a.isWriting), ([], True))
+        self.assertFalse(await b.tryReaderAcquire())
+        await a.writerRelease()
+
+    @_deferred
+    async def test_disconnect(self) -> None:
+        """
+        L{PostgresLocks.disconnect} cancels the waiting acquires (leaving PostgreSQL's queue)
+        and gives up the holds, as lost; the lock then refuses new acquires.
+        """
+        lost: list[bool] = []
+        name = self.name()
+        locks = await connect(self.pg.conninfo())
+        (other,) = await self.clients(1, name)
+        a = locks.lock(name, lost=lambda lock, w: lost.append(w))
+        b = locks.lock(name)
+        await a.readerAcquire()
+        await other.readerAcquire()
+        writing = b.writerAcquire()
+        await self.settle(a)
+        await _bounded(locks.disconnect())
+        self.assertEqual(lost, [False])
+        self.assertIsInstance(await writing.addErrback(lambda f: f.value), CancelledError)
+        self.assertEqual(await self.settle(other), LockStatistics(1, False, 0, 0))
+        await self.assertInlineCbRaises(psycopg.OperationalError, a.readerAcquire)
+        await self.assertInlineCbRaises(psycopg.OperationalError, a.statistics)
+        self.assertRaises(psycopg.OperationalError, locks.lock, "y")
+        await other.readerRelease()
+
+
+class ConnectTests(_PostgresTestCase):
+    """
+    L{connect} fails fast, with libpq's message, when it cannot log in.
+    """
+
+    @_deferred
+    async def test_refused(self) -> None:
+        """
+        Nothing listening on the port.
+        """
+        conninfo = f"host=127.0.0.1 port={freeLoopbackPort()} user=app"
+        start = reactor.seconds()
+        await self.assertInlineCbRaisesWithMsg(
+            psycopg.OperationalError, "refused", connect, conninfo
+        )
+        self.assertLess(reactor.seconds() - start, 3)
+
+    @_deferred
+    async def test_wrongPassword(self) -> None:
+        """
+        A wrong password.
+        """
+        await self.assertInlineCbRaisesWithMsg(
+            psycopg.OperationalError,
+            "password authentication failed",
+            connect,
+            self.pg.conninfo(password="wrong"),
+        )
+
+    @_deferred
+    async def test_missingDatabase(self) -> None:
+        """
+        A database that does not exist.
+        """
+        await self.assertInlineCbRaisesWithMsg(
+            psycopg.OperationalError,
+            'database "nope" does not exist',
+            connect,
+            self.pg.conninfo(dbname="nope"),
+        )
+
+    def test_badLease(self) -> None:
+        """
+        A lease that is not a finite number of seconds, at least the minimum, is refused at once.
+        """
+        for lease in (0, -1.0, 0.001, float("inf"), float("nan")):
+            self.assertRaisesWithMessage(ValueError, "a finite number", connect, lease=lease)
+
+    @_deferred
+    async def test_url(self) -> None:
+        """
+        A URL does as well as a conninfo, and keyword arguments add to either.
+        """
+        url = f"postgresql://app@127.0.0.1:{self.pg.port}/app"
+        locks = await connect(url, password="s3cret", reactor=reactor)
+        self.addCleanup(locks.disconnect)
+        lock = locks.lock("x")
+        await lock.writerAcquire()
+        await lock.writerRelease()
+
+
+class RestartTests(_PostgresTestCase):
+    """
+    The server restarted (a fast shutdown: every session ended).
+    """
+
+    timeout = 120
+
+    @_deferred
+    async def test_restart(self) -> None:
+        """
+        Holders are told they lost their holds; waiters keep waiting, through the restart, and
+        get the lock after, with larger fencing tokens.
+        """
+        lost: list[bool] = []
+        name = self.name()
+        (a,) = await self.clients(1, name, lease=1.5, lost=lambda lock, w: lost.append(w))
+        b, c = await self.clients(2, name, lease=1.5)
+        await a.writerAcquire()
+        before = a.fencingToken
+        assert before is not None
+        writing = b.writerAcquire()
+        await self.settle(a)
+        reading = c.readerAcquire()
+        await self.settle(a)
+        self.pg.stop()
+        await _until(lambda: bool(lost), 5)
+        self.assertEqual((lost, a.isWriting), ([True], False))
+        await self.assertInlineCbRaises(psycopg.OperationalError, a.tryWriterAcquire)
+        giveUp = a.writerAcquire()
+        await _sleep(0.5)
+        giveUp.cancel()  # between its retries
+        self.assertIsInstance(await giveUp.addErrback(lambda f: f.value), CancelledError)
+        self.assertFalse(writing.called)
+        self.assertFalse(reading.called)
+        self.pg.start()
+        # PostgreSQL's queue went with it: the waiters queue again, in any order.
+        tokens: list[int | None] = []
+        writing.addCallback(lambda _: tokens.append(b.fencingToken)).addCallback(
+            lambda _: b.writerRelease()
+        )
+        reading.addCallback(lambda _: c.readerRelease())
+        await _bounded(writing, 20)
+        await _bounded(reading, 20)
+        self.assertGreater(tokens[0] or 0, before)
+        await self.assertInlineCbRaises(LockLostError, a.writerRelease)
+
+    @_deferred
+    async def test_crash(self) -> None:
+        """
+        After a crash (an immediate shutdown: no checkpoint), fencing tokens still grow, though
+        the last was taken just before.
+        """
+        (a,) = await self.clients(1, self.name())
+        for tryFirst in (False, True):
+            await (a.tryWriterAcquire() if tryFirst else a.writerAcquire())
+            before = a.fencingToken
+            self.pg.stop(signal.SIGQUIT)
+            await self.assertInlineCbRaises(LockLostError, a.writerRelease)
+            self.pg.start()
+            await _bounded(a.writerAcquire(), 20)
+            self.assertGreater(a.fencingToken or 0, before or 0)
+            await a.writerRelease()
+
+
+class ProcessesTests(_PostgresTestCase):
+    """
+    Workers in separate OS processes sharing one lock.
+    """
+
+    timeout = 120
+
+    @_deferred
+    async def test_counter(self) -> None:
+        """
+        8 workers each do 200 non-atomic read-modify-writes of a counter under the write lock,
+        and check under the read lock that it is never half-written: no update is lost, no read
+        torn, and the fencing tokens the store saw only grow.
+        """
+        workers, times = 8, 200
+        self.pg.sql(
+            "DROP TABLE IF EXISTS counter, tokens;"
+            " CREATE TABLE counter (a int, b int); INSERT INTO counter VALUES (0, 0);"
+            " CREATE TABLE tokens (n serial, t bigint); GRANT ALL ON counter, tokens TO app;"
+            " GRANT ALL ON SEQUENCE tokens_n_seq TO app",
+            dbname="app",
+        )
+        name = self.name()
+        running = [self.spawn("counter", name, 5.0, times) for _ in range(workers)]
+        results = []
+        for worker in running:
+            line = await _bounded(worker.line("DONE "), 100)
+            results.append(json.loads(line.split(" ", 1)[1]))
+        self.assertEqual(results, [{"torn": 0, "lost": 0}] * workers)
+        total = str(workers * times)
+        self.assertEqual(
+            self.pg.sql("SELECT a || ' ' || b FROM counter", "app"), f"{total} {total}"
+        )
+        tokens = [
+            int(t) for t in (self.pg.sql("SELECT t FROM tokens ORDER BY n", "app") or "").split()
+        ]
+        self.assertEqual(len(tokens), workers * times)
+        self.assertEqual(tokens, sorted(set(tokens)))
+
+    @_deferred
+    async def test_killedHolder(self) -> None:
+        """
+        When a holder is killed (SIGKILL: it releases nothing), the waiters, a writer or a
+        reader, get the lock within a second: its connection closes, and its session with it.
+        """
+        for writer in (True, False):
+            name = self.name()
+            holder = self.spawn("hold", name, 30.0, 3600)
+            await _bounded(holder.line("HOLDING"), 30)
+            (lock,) = await self.clients(1, name)
+            side = lock.writer if writer else lock.reader
+            waiting = side.acquire()
+            await self.settle(lock)
+            self.assertFalse(waiting.called)
+            start = reactor.seconds()
+            os.kill(holder.transport.pid, signal.SIGKILL)  # type: ignore[union-attr]
+            await _bounded(waiting, 30)
+            self.assertLess(reactor.seconds() - start, 1.0)
+            await side.release()
+
+    @_deferred
+    async def test_stoppedHolder(self) -> None:
+        """
+        When a holder is paused (SIGSTOP), the server ends its idle session within a lease, and
+        the waiter goes in; when the holder resumes it is told it lost the hold before it acts
+        again, and its release fails with L{LockLostError}.
+        """
+        lease = 1.5
+        name = self.name()
+        holder = self.spawn("hold", name, lease, 2 * lease)
+        token = int((await _bounded(holder.line("HOLDING"), 30)).split()[1])
+        (lock,) = await self.clients(1, name)
+        waiting = lock.writerAcquire()
+        await self.settle(lock)
+        pid = holder.transport.pid  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGSTOP)
+        start = reactor.seconds()
+        await _bounded(waiting, 30)
+        self.assertLess(reactor.seconds() - start, lease + 0.5)
+        self.assertGreater(lock.fencingToken or 0, token)
+        await _sleep(2 * lease)  # the holder's own hold time is over too
+        os.kill(pid, signal.SIGCONT)
+        await _bounded(holder.line("RELEASE"), 30)
+        self.assertEqual(holder.lines[1:], ["LOST", "GONE", "RELEASE-LOST"])
+        await lock.writerRelease()
+
+    @_deferred
+    async def test_watchdog(self) -> None:
+        """
+        A worker holding with a short lease for several leases keeps the lock throughout (its
+        heartbeats keep its session alive): others cannot take it, and it releases it cleanly.
+        """
+        lease = 0.9
+        name = self.name()
+        holder = self.spawn("hold", name, lease, 4 * lease)
+        await _bounded(holder.line("HOLDING"), 30)
+        end = reactor.seconds() + 3 * lease
+        (lock,) = await self.clients(1, name)
+        while reactor.seconds() < end:
+            self.assertFalse(await lock.tryWriterAcquire())
+            await _sleep(0.1)
+        self.assertEqual(await _bounded(holder.line("RELEASED"), 30), "RELEASED")
+        self.assertIn("KEPT", holder.lines)
+        await _bounded(lock.writerAcquire())
+        await lock.writerRelease()
