@@ -125,23 +125,38 @@ def run(ctx: Context) -> Report:
     return report
 
 
-def _rate(summaries: dict[tuple[Cell, str], dict[str, Any]], cell: Cell, subject: str) -> Value:
+def _rate(
+    summaries: dict[tuple[Cell, str], dict[str, Any]],
+    cell: Cell,
+    subject: str,
+    figure: str = "pairsPerSecond",
+) -> Value:
     found = summaries.get((cell, subject))
-    return None if found is None else float(found["pairsPerSecond"])
+    return None if found is None else float(found[figure])
 
 
 def _matrixRows(
     cells: list[Cell], subjects: list[str], summaries: dict[tuple[Cell, str], dict[str, Any]]
 ) -> list[Row]:
     """
-    @return: a row of pairs/s and one of fairness per cell, and the goals of issue 12, each
-        judged on the figures of L{OURS} and L{BASE} measured in this run.
+    @return: rows of pairs/s (the best round, and the lowest), waits and fairness per cell, and
+        the goals of issue 12, each judged on the figures of L{OURS} and L{BASE} measured in
+        this run.
     """
     rows = []
     for cell in cells:
         name = f"{cell.workload}, P={cell.processes} C={cell.coroutines}"
         measured = [s for s in subjects if (cell, s) in summaries]
         rows.append(Row(name, "pairs/s", {s: _rate(summaries, cell, s) for s in measured}))
+        rows.append(
+            Row(
+                name,
+                "lowest round, pairs/s",
+                {s: _rate(summaries, cell, s, "lowest") for s in measured},
+            )
+        )
+        waits = {s: "{p50:,} / {p99:,}".format(**summaries[cell, s]) for s in measured}
+        rows.append(Row(name, "p50 / p99 wait, µs", dict[str, Value](waits)))
         fairness = {s: float(summaries[cell, s]["fairness"]) for s in measured}
         rows.append(Row(name, "fairness", dict[str, Value](fairness)))
     byKey = {(c.workload, c.processes, c.coroutines): c for c in cells}
