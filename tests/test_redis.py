@@ -614,6 +614,28 @@ class ClientsTests(_RedisTestCase):
         await b.writerRelease()
 
     @_deferred
+    async def test_handoffCrossingCancel(self) -> None:
+        """
+        A waiting writer cancelled while a release hands it the hold gives it back: the next
+        waiter is handed it in turn, and the cancelled one holds nothing.
+        """
+        a, b, c = await self.clients(3)
+        await a.writerAcquire()
+        cancelled, waiting = b.writerAcquire(), c.writerAcquire()
+        await _until(lambda: b._listening and c._listening)
+        await self.settle(a)
+        # The release is sent first, so Redis hands b the hold before b's removal comes.
+        released = a.writerRelease()
+        cancelled.cancel()
+        await released
+        self.assertIsInstance(await cancelled.addErrback(lambda f: f.value), CancelledError)
+        await _bounded(waiting)
+        self.assertFalse(b.isWriting)
+        self.assertTrue(c.isWriting)
+        self.assertEqual(await self.settle(a), LockStatistics(0, True, 0, 0))
+        await c.writerRelease()
+
+    @_deferred
     async def test_tryAcquire(self) -> None:
         """
         A try takes the lock only when it can now without jumping the queue, and never waits.
