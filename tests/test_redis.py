@@ -623,11 +623,16 @@ class ClientsTests(_RedisTestCase):
         await a.writerAcquire()
         cancelled, waiting = b.writerAcquire(), c.writerAcquire()
         await _until(lambda: b._listening and c._listening)
+        (cancelledId,) = b._waiting
         await self.settle(a)
-        # The release is sent first, so Redis hands b the hold before b's removal comes.
-        released = a.writerRelease()
+        # b hears nothing until resumed: Redis hands it the hold, and it is cancelled before
+        # it hears so.
+        listening = b._locks._client._subscriber.protocol.transport
+        listening.pauseProducing()
+        await a.writerRelease()
+        self.assertEqual(self.server.query("HGET", "txrwlock:{0:inventory}:w", "id"), cancelledId)
         cancelled.cancel()
-        await released
+        listening.resumeProducing()
         self.assertIsInstance(await cancelled.addErrback(lambda f: f.value), CancelledError)
         await _bounded(waiting)
         self.assertFalse(b.isWriting)
