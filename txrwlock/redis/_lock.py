@@ -251,8 +251,9 @@ class _Acquire:
     @ivar again: whether to try again as soon as the running try fails (a release came).
     @ivar waited: whether a try has failed: this acquire waits (and a writer has a place in
         Redis's queue).
-    @ivar sent: when the last command that found this waiting writer's place in Redis was sent
-        (a try, a renewal): a grant handed off to it lasts a lease from then, at least.
+    @ivar sent: when the last try that queued this writer was sent: a grant handed off to it
+        lasts a lease from then, at least.  (A waiter tries again whenever the earliest lease
+        ends, so this is seldom older than a lease.)
     """
 
     __slots__ = ("again", "deferred", "id", "inFlight", "queue", "sent", "waited", "writer")
@@ -678,11 +679,7 @@ class RedisReadersWriterLock(_RemoteLock):
             self._holdsRenewed(held if acked else [h for h in held if h in lostIds], lostIds, sent)
             for holdId in placed:
                 a = self._waiting.get(holdId)
-                if a is None:
-                    continue
-                if holdId not in lostIds:
-                    a.sent = max(a.sent, sent)  # its place, or its grant, lasts from then
-                elif not a.inFlight:
+                if holdId in lostIds and a is not None and not a.inFlight:
                     self._try(a)  # its place ran out: queue again, at the back
 
         return self._runAcked(self._command(b"n", *held, *placed), renewed)
