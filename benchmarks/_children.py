@@ -104,4 +104,8 @@ def sectionMain(
     report = run(ctx)
     print(formatTable(report.rows))
     print(formatGoals(report.rows))
+    results = Path(__file__).resolve().parent / "results"
+    for name, plot in report.plots.items():
+        plot(results / name, f"{Path(sys.argv[0]).name} alone")
+        print(f"wrote {results / name}")
     return report.extra[key]  # type: ignore[no-any-return]

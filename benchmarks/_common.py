@@ -121,12 +121,14 @@ class Curve:
 @dataclass
 class Report:
     """
-    What a section returns: its rows, its curves, and anything else worth keeping in the JSON.
+    What a section returns: its rows, its curves, anything else worth keeping in the JSON, and
+    plots of its own: by file name, a function that draws into that path, with a caption.
     """
 
     rows: list[Row] = field(default_factory=list)
     curves: list[Curve] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    plots: dict[str, Callable[[Path, str], None]] = field(default_factory=dict)
 
 
 def _ratioText(ratios: Mapping[str, float]) -> str:

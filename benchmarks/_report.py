@@ -53,6 +53,7 @@ def formatTable(rows: Sequence[Row]) -> str:
         grid table.  Give the rows of one section: a table of every section's subjects would be
         too wide to read (on the results page, 13 columns ran off the screen).
     """
+    rows = [row for row in rows if row.values]  # a goal on figures of other rows has none
     subjects = subjectsOf(rows)
     return _grid(
         ["figure", *subjects],

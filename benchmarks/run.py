@@ -137,9 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         f" {about['date']}, {about['run']} run"
     )
     plotCurves(out / "drain.png", curves, caption)
+    plots = [out / "drain.png"]
+    for report in reports:
+        for name, plot in report.plots.items():
+            plot(out / name, caption)
+            plots.append(out / name)
     print(
         f"\n{len(rows)} figures in {about['seconds']} s; wrote {out / 'latest.json'} and "
-        f"{out / 'drain.png'}"
+        + ", ".join(map(str, plots))
     )
     return 0
 

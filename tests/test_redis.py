@@ -96,6 +96,17 @@ def _info(server: RedisServer, field: str) -> int:
     )
 
 
+def _calls(server: RedisServer, command: str) -> int:
+    """
+    @return: how many times the server has run C{command}.
+    """
+    stats = server.command("INFO", "commandstats").decode()
+    for line in stats.splitlines():
+        if line.startswith(f"cmdstat_{command}:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
 def _bounded(d: Deferred[Any], seconds: float = 10.0) -> Deferred[Any]:
     """
     C{d}, failing with L{defer.TimeoutError} if it has not fired within C{seconds}.
@@ -528,9 +539,10 @@ class ClientsTests(_RedisTestCase):
         """
         a, b = await self.clients(2)
         numsub = "return redis.call('PUBSUB', 'NUMSUB', ARGV[1])[2]"
+        channel = f"txrwlock:{{0:inventory}}:{a._locks._clientId}"
 
         def subscribers() -> bytes:
-            return self.server.command("EVAL", numsub, "0", "txrwlock:{0:inventory}")
+            return self.server.command("EVAL", numsub, "0", channel)
 
         await a.writerAcquire()
         await a.writerRelease()
@@ -542,6 +554,98 @@ class ClientsTests(_RedisTestCase):
         await b.writerRelease()
         await _bounded(writing)
         await a.writerRelease()
+
+    @_deferred
+    async def test_wakeOnlyWhoWaits(self) -> None:
+        """
+        A hold that goes is told only to the client it concerns, on that client's channel: the
+        next writer's, or those with waiting readers; a client whose waiter must go on waiting
+        hears nothing, however many wait.
+        """
+        a, b, c = await self.clients(3)
+        spy = (await self.connect())._client
+        heard: list[tuple[str, str]] = []
+        tag = "txrwlock:{0:inventory}"
+        channels = [tag] + [f"{tag}:{x._locks._clientId}" for x in (b, c)]
+
+        def listener(channel: str) -> Callable[[str | None], None]:
+            def heardOn(message: str | None) -> None:
+                if message is not None:  # None: subscribed
+                    heard.append((channel, message))
+
+            return heardOn
+
+        for channel in channels:
+            spy.subscribe(channel, listener(channel))
+
+        def subscribers() -> list[Any]:
+            return self.server.query("PUBSUB", "NUMSUB", *channels)[1::2]  # type: ignore[no-any-return]
+
+        await _until(lambda: subscribers() == [1, 1, 1])
+        await a.writerAcquire()
+        writing = b.writerAcquire()
+        reading = c.readerAcquire()
+        await _until(lambda: subscribers() == [1, 2, 2])  # b and c wait, and listen
+        await a.writerRelease()
+        await _bounded(writing)
+        await self.settle(a)
+        self.assertEqual(heard, [(channels[1], f"{b._writerId()} {b.fencingToken}")])
+        self.assertFalse(reading.called)
+        await b.writerRelease()
+        await _bounded(reading)
+        await self.settle(a)
+        self.assertEqual(heard[1:], [(channels[2], "*")])
+        await c.readerRelease()
+
+    @_deferred
+    async def test_handoff(self) -> None:
+        """
+        A release hands the write hold to the first waiting writer, in Redis, and tells it: the
+        woken writer has it with no command of its own, with a fencing token larger than the
+        last, and the lease it waited with.
+        """
+        a, b = await self.clients(2)
+        await a.writerAcquire()
+        token = a.fencingToken
+        writing = b.writerAcquire()
+        await _until(lambda: b._listening)
+        await self.settle(a)
+        scripts = _calls(self.server, "evalsha")
+        await a.writerRelease()
+        await _bounded(writing)
+        self.assertEqual(_calls(self.server, "evalsha") - scripts, 1)  # the release
+        self.assertTrue(b.isWriting)
+        self.assertGreater(b.fencingToken, token)
+        deadline = self.server.query("HGET", "txrwlock:{0:inventory}:w", "deadline")
+        self.assertGreater(int(deadline), _info(self.server, "server_time_usec") + 29e6)
+        await b.writerRelease()
+
+    @_deferred
+    async def test_handoffCrossingCancel(self) -> None:
+        """
+        A waiting writer cancelled while a release hands it the hold gives it back: the next
+        waiter is handed it in turn, and the cancelled one holds nothing.
+        """
+        a, b, c = await self.clients(3)
+        await a.writerAcquire()
+        cancelled, waiting = b.writerAcquire(), c.writerAcquire()
+        await _until(lambda: b._listening and c._listening)
+        (cancelledId,) = b._waiting
+        await self.settle(a)
+        # b hears nothing until resumed: Redis hands it the hold, and it is cancelled before
+        # it hears so.
+        listening = b._locks._client._subscriber.protocol.transport
+        listening.pauseProducing()
+        await a.writerRelease()
+        self.assertEqual(self.server.query("HGET", "txrwlock:{0:inventory}:w", "id"), cancelledId)
+        cancelled.cancel()
+        listening.resumeProducing()
+        self.assertIsInstance(await cancelled.addErrback(lambda f: f.value), CancelledError)
+        await _bounded(waiting)
+        self.assertFalse(b.isWriting)
+        self.assertTrue(c.isWriting)
+        self.assertEqual(await self.settle(a), LockStatistics(0, True, 0, 0))
+        await c.writerRelease()
 
     @_deferred
     async def test_tryAcquire(self) -> None:

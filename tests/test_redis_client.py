@@ -669,7 +669,7 @@ class SubscriptionTests(_ClientTestCase):
         await _until(lambda: waiter._client._subscriber._failures >= 2)
         self.assertGreaterEqual(len(self.flushLoggedErrors(RedisError)), 1)
         self.server.command("ACL", "SETUSER", "u", "allchannels")
-        await _until(lambda: self.numsub("txrwlock:{0:x}") == 1)
+        await _until(lambda: self.numsub(f"txrwlock:{{0:x}}:{waiter._clientId}") == 1)
         await a.writerRelease()
         await _bounded(waiting)
         await b.writerRelease()

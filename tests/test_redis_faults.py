@@ -356,6 +356,28 @@ class ReplicaTests(_RedisTestCase):
         await lock.writerRelease()
 
     @_deferred
+    async def test_handoffNeedsReplicas(self) -> None:
+        """
+        With C{minReplicas=1}, a grant handed off to a waiting writer by a release is handed over
+        only once the replica acknowledges it: while the replica is paused, the writer waits.
+        """
+        await _until(self.synced)
+        locks = await self.connect()
+        lock = locks.lock("x", lease=0.6, minReplicas=1)
+        (other,) = await self.clients(1, "x")
+        await other.writerAcquire()
+        writing = lock.writerAcquire()
+        await _until(lambda: lock._listening)
+        self.replica.pause()
+        await other.writerRelease()
+        await _sleep(1.0)
+        self.assertFalse(writing.called)
+        _resume(self.replica)
+        await _bounded(writing)
+        self.assertTrue(lock.isWriting)
+        await lock.writerRelease()
+
+    @_deferred
     async def test_renewalsNeedReplicas(self) -> None:
         """
         With C{minReplicas=1}, a renewal or a downgrade the paused replica does not acknowledge

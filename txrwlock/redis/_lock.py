@@ -255,9 +255,12 @@ class _Acquire:
     @ivar again: whether to try again as soon as the running try fails (a release came).
     @ivar waited: whether a try has failed: this acquire waits (and a writer has a place in
         Redis's queue).
+    @ivar sent: when the last try that queued this writer was sent: a grant handed off to it
+        lasts a lease from then, at least.  (A waiter tries again whenever the earliest lease
+        ends, so this is seldom older than a lease.)
     """
 
-    __slots__ = ("again", "deferred", "id", "inFlight", "queue", "waited", "writer")
+    __slots__ = ("again", "deferred", "id", "inFlight", "queue", "sent", "waited", "writer")
 
     def __init__(
         self, id: str, writer: bool, queue: bool, cancel: Callable[[_Acquire], None]
@@ -269,6 +272,7 @@ class _Acquire:
         self.inFlight = False
         self.again = False
         self.waited = False
+        self.sent = 0.0
 
 
 class RedisLockSide(RemoteLockSide["RedisReadersWriterLock"]):
@@ -290,7 +294,9 @@ class RedisReadersWriterLock(_RemoteLock):
 
     B{Policy}, across all clients, as the local lock's default: writer preference.  While a writer
     holds or waits, new readers wait; writers are served in arrival order (arrival at Redis);
-    when no writer holds or waits, waiting readers all go in.
+    when no writer holds or waits, waiting readers all go in.  A hold that goes is handed to the
+    first waiting writer in Redis, by the same script, which tells it: the woken writer needs no
+    round trip of its own (see "In Redis" in the docs).
 
     B{Leases and fencing.}  Every hold, and every waiting writer's place, has a lease: it vanishes
     C{lease} seconds after it was last renewed, and this object renews it every C{lease / 3}
@@ -350,7 +356,9 @@ class RedisReadersWriterLock(_RemoteLock):
         self._locks = locks
         self._run = locks._client.run
         tag = f"txrwlock:{{{locks.dbid}:{name}}}"
-        self._channel = tag
+        # The channel of this client for this name: the scripts publish there only what concerns
+        # this client's waiters (see scripts/_prelude.lua).
+        self._channel = f"{tag}:{locks._clientId}"
         # What every command of this lock holds, encoded once (measured: 0.3 µs to build a
         # command, against 7 µs encoding every argument; a pair sends two).  _heads: the start
         # of the commands on one hold id, up to the id, for each operation.  The lease goes to
@@ -522,6 +530,7 @@ class RedisReadersWriterLock(_RemoteLock):
             if not a.waited:
                 self._queued()
             a.waited = True
+            a.sent = sent
             if reply < 0:
                 self._retryAfter((-1 - reply) / 1000)
             if not self._listening:
@@ -560,10 +569,29 @@ class RedisReadersWriterLock(_RemoteLock):
 
     def _heard(self, message: str | None) -> None:
         """
-        Who may go now: the writer of id C{message}, or every waiter if C{"*"} or L{None}
-        (messages may have been missed).
+        Who may go now: C{"<id> <token>"}, the writer of that id, granted the hold by the release
+        (handed off); or every waiter if C{"*"} or L{None} (messages may have been missed).
         """
-        self._retry(None if message is None or message == "*" else message)
+        if message is None or message == "*":
+            self._retry()
+            return
+        holdId, _, token = message.partition(" ")
+        a = self._waiting.get(holdId)
+        if a is None:
+            return  # not this object's, or cancelled: its removal gives the hold back
+        if (
+            a.inFlight
+            or self._waitReplicas is not None
+            or self._clock.seconds() >= a.sent + self.lease
+        ):
+            # A try in flight is answered with the grant, or tries again.  With minReplicas,
+            # the grant is handed over only once acknowledged: the try asks again, with its WAIT.
+            # And a grant that may have run out by now is asked for again, never handed over.
+            self._retry(holdId)
+            return
+        self._left(a)
+        self._granted(holdId, True, int(token), a.sent)
+        a.deferred.callback(self)
 
     def _tryFailed(self, failure: Failure, a: _Acquire) -> None:
         a.inFlight = False

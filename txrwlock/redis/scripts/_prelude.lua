@@ -8,19 +8,23 @@
 --   n  counter: fencing tokens and arrival numbers.  Never deleted; when missing or behind (Redis
 --      lost data), a token starts from Redis's TIME in µs, so that tokens never go back unless
 --      Redis's clock does;
---   r  readers wait: set by a reader that must wait, deleted when waiting readers are told to
---      retry (when set needlessly, it costs one needless message).
+--   r  readers wait: SET of the clients with a reader that had to wait, emptied when they are
+--      told to retry (a client left in it needlessly costs it one needless message).
 -- Waiting readers live in their clients only: nothing waits behind them.  No key has a Redis
 -- expiry: a volatile-* maxmemory policy, which evicts only such keys, could evict a hold.
 -- Invariants: h and w are never both present; q and p have the same members; no id is in two of
 -- h, w and q.
 -- ARGV of every script: channel, lease (ms, rounded up by the client), then the script's own.
+-- A hold id is "<client>:<number>": each client listens on the channel "<channel>:<client>" only,
+-- so that a message reaches only the client it concerns (issue 12: with one channel for all, each
+-- process spent 35-130 µs parsing every handoff's message, and the CPU per handoff grew with the
+-- number of processes).
 -- Deadlines are in µs (TIME), so that Redis never drops a hold before the lease is over: in ms,
 -- TIME truncated to the ms would drop it up to 1 ms early.
 --
--- Whenever a hold or a place goes (release, cancel, expiry, downgrade), a script publishes on
--- the channel who may go now, if anyone: the id of the writer at the head of the queue, or "*"
--- for the waiting readers, if r says some wait; only they retry.  Holds and places whose lease
+-- Whenever a hold or a place goes (release, cancel, expiry, downgrade), a script grants the write
+-- hold to the writer at the head of the queue, if it can go, and tells its client "<id> <token>";
+-- or, if no writer waits, tells "*" to each client of r, whose waiting readers retry.  Holds and places whose lease
 -- ran out are dropped by the general path (_sweep.lua), whoever runs it; waiters run it when the
 -- earliest lease ends.  A granted id asking again (its reply was lost, or came too late) is
 -- granted again, with a new lease and the same token.

@@ -9,8 +9,9 @@ local try, id = ARGV[3] == 't', ARGV[4]
 --#include now
 if redis.call('EXISTS', holders, writer, queue) == 0 then
   -- Nobody holds (a write hold that ran out keeps its key: the general path drops it) nor waits.
+  local grantee, ends = id, now + lease
 --#include grant
-  return result
+  return token
 end
 --#include sweep
 if w == id then
@@ -22,8 +23,9 @@ elseif not w and (not head or head == id) and redis.call('EXISTS', holders) == 0
     redis.call('ZREM', places, id)
     head = redis.call('ZRANGE', queue, 0, 0)[1]
   end
+  local grantee, ends = id, now + lease
 --#include grant
-  w = id
+  result, w = token, id
 elseif try then
   result = 0
 else
