@@ -644,7 +644,7 @@ class ClientsTests(_RedisTestCase):
         await _bounded(waiting)
         self.assertFalse(b.isWriting)
         self.assertTrue(c.isWriting)
-        self.assertEqual(await self.settle(a), LockStatistics(0, True, 0, 0))
+        self.assertEqual(_holdersAndWaiters(await self.settle(a)), (0, True, 0, 0))
         await c.writerRelease()
 
     @_deferred
