@@ -199,6 +199,9 @@ MADE_FOR_USERS = {
     "txrwlock.redis.RedisLocks": "connect()",
     "txrwlock.redis.RedisReadersWriterLock": "RedisLocks.lock()",
     "txrwlock.redis.RedisLockSide": "lock.reader, lock.writer",
+    "txrwlock.postgres.PostgresLocks": "connect()",
+    "txrwlock.postgres.PostgresReadersWriterLock": "PostgresLocks.lock()",
+    "txrwlock.postgres.PostgresLockSide": "lock.reader, lock.writer",
 }
 
 
