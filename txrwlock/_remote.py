@@ -394,13 +394,32 @@ class _RemoteLock(ABC):
         self._cancellations += 1
         self._observation.cancelled(d)
 
-    def _downgraded(self) -> None:
+    def _downgrading(self) -> str:
         """
-        The write hold of this object is now a read hold.
+        Make this object's write hold a read hold, here, for C{writerDowngrade()}: the backend
+        then has the store do the same.
+
+        @return: the hold's id.
+        @raise LockNotHeldError: if this object does not hold the write hold; nothing changes.
         """
+        holdId = self._writerId()
+        if holdId is None:
+            raise LockNotHeldError(f"writerDowngrade() called, but {self!r} does not write")
+        self._holds[holdId] = False
+        self._fencingToken = None
         self._grants[False] += 1
         self._observation.released(writer=True)
         self._observation.grantedAtOnce(writer=False)
+        return holdId
+
+    def _downgradeLost(self, holdId: str) -> LockLostError:
+        """
+        The store had no longer the write hold C{holdId} that was being downgraded: forget it.
+
+        @return: the error of the downgrade.
+        """
+        self._forget(holdId)
+        return LockLostError(f"writerDowngrade() of {self!r}: the write hold was lost")
 
     def _writerId(self) -> str | None:
         if self._fencingToken is None:

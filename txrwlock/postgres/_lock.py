@@ -22,7 +22,6 @@ from twisted.python.failure import Failure
 from txrwlock._cohort import SharedHold
 from txrwlock._remote import (
     MINIMUM_LEASE,
-    LockLostError,
     RemoteLockSide,
     _RemoteLock,
     _Timer,
@@ -33,7 +32,7 @@ from txrwlock.postgres._client import (
     isConnectionError,
     psycopg,
 )
-from txrwlock.txrwlock import LockNotHeldError, LockStatistics
+from txrwlock.txrwlock import LockStatistics
 
 __all__ = ["PostgresLockSide", "PostgresLocks", "PostgresReadersWriterLock", "connect", "lockKey"]
 
@@ -304,12 +303,7 @@ class PostgresReadersWriterLock(_RemoteLock):
             or fails with L{LockLostError} if it was lost.
         @raise LockNotHeldError: if this object does not hold the write hold.
         """
-        holdId = self._writerId()
-        if holdId is None:
-            raise LockNotHeldError(f"writerDowngrade() called, but {self!r} does not write")
-        self._holds[holdId] = False
-        self._fencingToken = None
-        self._downgraded()
+        holdId = self._downgrading()
 
         def remote() -> Deferred[_Grant | None]:
             query = _SQL["writerDowngrade"]
@@ -319,8 +313,7 @@ class PostgresReadersWriterLock(_RemoteLock):
 
         def downgraded(value: _Grant | None) -> PostgresReadersWriterLock:
             if value is None or holdId not in self._holds:
-                self._forget(holdId)
-                raise LockLostError(f"writerDowngrade() of {self!r}: the write hold was lost")
+                raise self._downgradeLost(holdId)
             return self
 
         return self._hold.downgrade(remote).addCallback(downgraded)

@@ -22,7 +22,6 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 
 from txrwlock._remote import (
-    LockLostError,
     RemoteLockSide,
     _ignore,
     _RemoteLock,
@@ -30,7 +29,7 @@ from txrwlock._remote import (
     checkLease,
 )
 from txrwlock.redis._client import RedisClient, RedisConnectionError, bulk, openClient
-from txrwlock.txrwlock import LockNotHeldError, LockStatistics
+from txrwlock.txrwlock import LockStatistics
 
 __all__ = ["RedisLockSide", "RedisLocks", "RedisReadersWriterLock", "connect"]
 
@@ -391,17 +390,11 @@ class RedisReadersWriterLock(_RemoteLock):
             fails with L{LockLostError} if it was lost.
         @raise LockNotHeldError: if this object does not hold the write hold.
         """
-        holdId = self._writerId()
-        if holdId is None:
-            raise LockNotHeldError(f"writerDowngrade() called, but {self!r} does not write")
-        self._holds[holdId] = False
-        self._fencingToken = None
-        self._downgraded()
+        holdId = self._downgrading()
 
         def downgraded(held: int, sent: float, acked: bool) -> RedisReadersWriterLock:
             if not held or holdId not in self._holds:
-                self._forget(holdId)
-                raise LockLostError(f"writerDowngrade() of {self!r}: the write hold was lost")
+                raise self._downgradeLost(holdId)
             if acked:
                 # Not acknowledged, the read hold is the primary's only: a failover would leave
                 # the write hold, as the replicas had it, lasting until its deadline, kept here.
