@@ -57,7 +57,7 @@ class PostgresServer:
     """
     One PostgreSQL server, restartable on the same port and data folder (so with its data).
 
-    Its methods block, briefly: they run in setUpClass, tearDownClass, or while a test
+    Its methods block, briefly: they run in setUp, at exit, or while a test
     deliberately takes the server away.
     """
 

@@ -10,6 +10,7 @@ leases and bounded waits.  Each test uses lock names of its own, as the server i
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -91,15 +92,11 @@ class _PostgresTestCase(TxTestCase):
         if cls.server is None:
             cls.server = PostgresServer(requirePostgres(self))
             cls.server.start()
+            # Trial calls no tearDownClass: the server goes when the process (a worker) exits.
+            atexit.register(cls.server.destroy)
         elif cls.server.process is None:
             cls.server.start()  # a test stopped it
         self.names = 0
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        if cls.server is not None:
-            cls.server.destroy()
-            cls.server = None
 
     @property
     def pg(self) -> PostgresServer:
