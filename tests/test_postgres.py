@@ -134,6 +134,20 @@ class _PostgresTestCase(TxTestCase):
         await _sleep(0.1)
         return await lock.statistics()
 
+    async def queued(self, lock: PostgresReadersWriterLock, waiters: int) -> None:
+        """
+        Wait until C{waiters} sessions wait in PostgreSQL's queue for C{lock}'s name: an
+        acquire's first statement may open its session first, which takes a while under load.
+        """
+        deadline = reactor.seconds() + 10
+        while True:
+            stats = await lock.statistics()
+            if stats.readersWaiting + stats.writersWaiting >= waiters:
+                return
+            if reactor.seconds() > deadline:
+                raise TimeoutError(f"{waiters} waiters never queued: {stats}")
+            await _sleep(0.02)
+
     def spawn(self, mode: str, name: str, lease: float, arg: float) -> _Worker:
         """
         Start a worker, killed after the test if still running.
@@ -169,9 +183,10 @@ class ClientsTests(_PostgresTestCase):
         await a.writerAcquire()
         self.assertTrue(a.isWriting)
         reading = b.readerAcquire()
-        await self.settle(a)
+        await self.queued(a, 1)
         writing = c.writerAcquire()
-        self.assertEqual(_holdersAndWaiters(await self.settle(a)), (0, True, 1, 1))
+        await self.queued(a, 2)
+        self.assertEqual(_holdersAndWaiters(await a.statistics()), (0, True, 1, 1))
         self.assertFalse(b.isReading)
         self.assertFalse(c.isWriting)
         await a.writerRelease()
@@ -203,9 +218,10 @@ class ClientsTests(_PostgresTestCase):
         waiting = []
         for label, side in (("W1", w1.writer), ("R2", r2.reader), ("W2", w2.writer)):
             waiting.append(side.acquire().addCallback(lambda _, x: order.append(x), label))
-            await self.settle(r1)
+            await self.queued(r1, len(waiting))  # in PostgreSQL's queue before the next comes
         waiting.append(r3.readerAcquire().addCallback(lambda _: order.append("R3")))
-        self.assertEqual(_holdersAndWaiters(await self.settle(r1)), (1, False, 2, 2))
+        await self.queued(r1, 4)
+        self.assertEqual(_holdersAndWaiters(await r1.statistics()), (1, False, 2, 2))
         self.assertEqual(order, [])
         await r1.readerRelease()
         for i, lock in enumerate((w1, r2, w2, r3)):
@@ -252,9 +268,10 @@ class ClientsTests(_PostgresTestCase):
             writing = b.writerAcquire()
             if giveUp == "timeout":
                 writing.addTimeout(0.5, IReactorTime(reactor))
-            await self.settle(a)
+            await self.queued(a, 1)
             reading = c.readerAcquire()
-            self.assertEqual(_holdersAndWaiters(await self.settle(a)), (1, False, 1, 1))
+            await self.queued(a, 2)
+            self.assertEqual(_holdersAndWaiters(await a.statistics()), (1, False, 1, 1))
             if giveUp == "cancel":
                 writing.cancel()
             failures: list[Failure] = []
@@ -350,7 +367,7 @@ class ClientsTests(_PostgresTestCase):
 
         await a.writerAcquire()
         writing = c.writerAcquire()
-        await self.settle(a)
+        await self.queued(a, 1)
         await a.writerDowngrade()
         self.assertEqual(_holdersAndWaiters(await self.settle(b)), (1, False, 0, 1))
         self.assertFalse(await b.tryReaderAcquire())
