@@ -606,6 +606,9 @@ async def _twistedWorker(reactor: Any, subject: str, port: int, conninfo: str) -
         lock: Any = TxReadersWriterLock()
         if subject == POSTGRES:
             lock = locks.lock(slot["name"])
+            # Its session connects on first use: before the slot, so that the slot times the
+            # lock and not PostgreSQL's connection set-up (a backend forked, a password checked).
+            await lock._session.execute("SELECT 1")
         elif locks is not None:
             lock = locks.lock(slot["name"], lease=10.0)
         await deferLater(reactor, max(0.0, slot["start"] - time.time()), lambda: None)
