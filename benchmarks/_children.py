@@ -17,7 +17,7 @@ from typing import Any
 
 from _common import Context, Report
 
-__all__ = ["bestOfRounds", "childJson", "contend", "contendFor", "sectionMain"]
+__all__ = ["bestOfRounds", "childJson", "sectionMain"]
 
 
 def childJson(script: str, *args: object) -> Any:
@@ -27,40 +27,6 @@ def childJson(script: str, *args: object) -> Any:
     command = [sys.executable, script, *map(str, args)]
     out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def contend(script: str, target: object, processes: int, seconds: float) -> float:
-    """
-    Run C{processes} copies of C{script} with C{--contend TARGET START SECONDS}: each contends for
-    one lock during the same C{seconds} and prints how many pairs it made.
-
-    @return: acquire+release pairs per second, summed over the processes.
-    """
-    start = time.time() + 3.0  # when all have started and connected, on a loaded machine too
-    command = [sys.executable, script, "--contend", str(target), str(start), str(seconds)]
-    children = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(processes)
-    ]
-    counts = [int(child.communicate(timeout=600)[0].split()[-1]) for child in children]
-    return sum(counts) / seconds
-
-
-async def contendFor(reactor: Any, lock: Any, start: float, seconds: float) -> int:
-    """
-    From the time C{start}, take and give back C{lock}'s write lock for C{seconds}.
-
-    @return: how many pairs were made.
-    """
-    from twisted.internet.task import deferLater
-
-    await deferLater(reactor, max(0.0, start - time.time()), lambda: None)
-    end = time.time() + seconds
-    done = 0
-    while time.time() < end:
-        await lock.writerAcquire()
-        await lock.writerRelease()
-        done += 1
-    return done
 
 
 async def bestOfRounds(

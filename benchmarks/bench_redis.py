@@ -107,22 +107,34 @@ def run(ctx: Context) -> Report:
         _goal("Redis writer pair vs redis-py", writer, atMost(writer, (OURS,), REDISPY, 1.0))
     )
     summaries = {key: result.summary() for key, result in contended.items()}
-    rows += _matrixRows(cells, subjects, summaries)
-    report.plots["redis.png"] = lambda path, caption: plotRates(path, cells, summaries, caption)
+    rows += matrixRows(cells, subjects, summaries)
+    rows += _issue12Goals(cells, summaries)
+    report.plots["redis.png"] = lambda path, caption: plotRates(
+        path, cells, summaries, f"Redis lock under contention; {caption}"
+    )
     report.extra["redis"] = {
         "pairs": pairs,
         "rounds": rounds,
         "pairMicroseconds": {"writer": writer, "reader": reader},
-        "contention": {
-            "seconds": seconds,
-            "rounds": matrixRounds,
-            "cells": [
-                {"workload": c.workload, "P": c.processes, "C": c.coroutines, "subject": s, **f}
-                for (c, s), f in summaries.items()
-            ],
-        },
+        "contention": matrixFigures(seconds, matrixRounds, summaries),
     }
     return report
+
+
+def matrixFigures(
+    seconds: float, rounds: int, summaries: dict[tuple[Cell, str], dict[str, Any]]
+) -> dict[str, Any]:
+    """
+    @return: the figures of a contention matrix, as C{run.py} records them.
+    """
+    return {
+        "seconds": seconds,
+        "rounds": rounds,
+        "cells": [
+            {"workload": c.workload, "P": c.processes, "C": c.coroutines, "subject": s, **f}
+            for (c, s), f in summaries.items()
+        ],
+    }
 
 
 def _rate(
@@ -135,13 +147,11 @@ def _rate(
     return None if found is None else float(found[figure])
 
 
-def _matrixRows(
+def matrixRows(
     cells: list[Cell], subjects: list[str], summaries: dict[tuple[Cell, str], dict[str, Any]]
 ) -> list[Row]:
     """
-    @return: rows of pairs/s (the best round, and the lowest), waits and fairness per cell, and
-        the goals of issue 12, each judged on the figures of L{OURS} and L{BASE} measured in
-        this run.
+    @return: rows of pairs/s (the best round, and the lowest), waits and fairness per cell.
     """
     rows = []
     for cell in cells:
@@ -159,6 +169,17 @@ def _matrixRows(
         rows.append(Row(name, "p50 / p99 wait, µs", dict[str, Value](waits)))
         fairness = {s: float(summaries[cell, s]["fairness"]) for s in measured}
         rows.append(Row(name, "fairness", dict[str, Value](fairness)))
+    return rows
+
+
+def _issue12Goals(
+    cells: list[Cell], summaries: dict[tuple[Cell, str], dict[str, Any]]
+) -> list[Row]:
+    """
+    @return: the goals of issue 12, each judged on the figures of L{OURS} and L{BASE} measured
+        in this run.
+    """
+    rows: list[Row] = []
     byKey = {(c.workload, c.processes, c.coroutines): c for c in cells}
 
     def ratio(figure: str, mine: tuple[Any, ...], ref: tuple[Any, ...], limit: float) -> None:
@@ -186,7 +207,7 @@ def _matrixRows(
 
 
 def plotRates(
-    path: Path, cells: list[Cell], summaries: dict[tuple[Cell, str], dict[str, Any]], caption: str
+    path: Path, cells: list[Cell], summaries: dict[tuple[Cell, str], dict[str, Any]], title: str
 ) -> None:
     """
     Plot pairs/s against P, one panel per workload and C, one line per subject (the best round),
@@ -221,7 +242,7 @@ def plotRates(
         ax.set_title(f"{workload}, C={coroutines} coroutine{'s' if coroutines > 1 else ''} each")
         ax.grid(True, alpha=0.4)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Redis lock under contention; {caption}", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -259,6 +280,7 @@ def _redisPyPairs(port: int, pairs: int, repeat: int) -> float:
 
 BASE = "txrwlock.redis at c593907"
 LOCAL = "local lock (1 process)"
+POSTGRES = "txrwlock.postgres"
 BASE_COMMIT = "c593907"
 _BASE_NEEDS = ("txredisapi==1.6.0", "six")
 """What the lock at L{BASE_COMMIT} needs, and this environment may not have."""
@@ -380,9 +402,12 @@ def contendMatrix(
     seconds: float,
     rounds: int,
     base: Path | None,
+    conninfo: str = "",
 ) -> dict[tuple[Cell, str], CellResult]:
     """
     Measure every subject in every cell, C{rounds} times, the subjects and cells taking turns.
+    The critical section is an C{INCRBY} on the C{redis-server} at C{port}, whichever the lock:
+    the subject L{POSTGRES} takes its lock on the PostgreSQL server at C{conninfo}.
 
     Each subject has its own worker processes, as many as the largest cell needs, started once
     and connected before the first cell; each gets a plan (for each of its slots: when to start,
@@ -405,7 +430,7 @@ def contendMatrix(
             env = dict(os.environ)
             if subject == BASE and base is not None:
                 env["TXRWLOCK_BENCH_PATH"] = str(base)
-            command = [sys.executable, __file__, "--worker", subject, str(port)]
+            command = [sys.executable, __file__, "--worker", subject, str(port), conninfo]
             children[subject] = [
                 subprocess.Popen(
                     command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
@@ -557,7 +582,7 @@ async def _twistedCoroutine(
     return len(waits), waits
 
 
-async def _twistedWorker(reactor: Any, subject: str, port: int) -> None:
+async def _twistedWorker(reactor: Any, subject: str, port: int, conninfo: str) -> None:
     from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
     from twisted.internet.task import deferLater
 
@@ -566,7 +591,11 @@ async def _twistedWorker(reactor: Any, subject: str, port: int) -> None:
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
     incr = await cast(Callable[..., Deferred[_Incr]], connectProtocol)(endpoint, _Incr())
     locks: Any = None
-    if subject != LOCAL:
+    if subject == POSTGRES:
+        from txrwlock import postgres
+
+        locks = await postgres.connect(conninfo, lease=10.0, reactor=reactor)
+    elif subject != LOCAL:
         from txrwlock.redis import connect
 
         locks = await connect("127.0.0.1", port, reactor=reactor)
@@ -574,7 +603,14 @@ async def _twistedWorker(reactor: Any, subject: str, port: int) -> None:
     plan = json.loads(sys.stdin.readline())
     results = []
     for slot in plan:
-        lock: Any = TxReadersWriterLock() if locks is None else locks.lock(slot["name"], lease=10.0)
+        lock: Any = TxReadersWriterLock()
+        if subject == POSTGRES:
+            lock = locks.lock(slot["name"])
+            # Its session connects on first use: before the slot, so that the slot times the
+            # lock and not PostgreSQL's connection set-up (a backend forked, a password checked).
+            await lock._session.execute("SELECT 1")
+        elif locks is not None:
+            lock = locks.lock(slot["name"], lease=10.0)
         await deferLater(reactor, max(0.0, slot["start"] - time.time()), lambda: None)
         coroutines = [_twistedCoroutine(slot, n, lock, incr) for n in range(slot["coroutines"])]
         done = await gatherResults(list(map(Deferred.fromCoroutine, coroutines)))
@@ -630,8 +666,8 @@ def _childMain(argv: list[str]) -> None:
     def main(reactor: Any) -> Deferred[None]:
         if mode == "--pairs":
             return Deferred.fromCoroutine(_pairs(reactor, int(port), int(args[0]), int(args[1])))
-        # --worker SUBJECT PORT
-        return Deferred.fromCoroutine(_twistedWorker(reactor, port, int(args[0])))
+        # --worker SUBJECT PORT CONNINFO
+        return Deferred.fromCoroutine(_twistedWorker(reactor, port, int(args[0]), args[1]))
 
     react(main)
 
