@@ -17,7 +17,7 @@ from typing import Any
 
 from _common import Context, Report
 
-__all__ = ["bestOfRounds", "childJson", "sectionMain"]
+__all__ = ["bestOfRounds", "childJson", "printPairs", "sectionMain"]
 
 
 def childJson(script: str, *args: object) -> Any:
@@ -46,6 +46,29 @@ async def bestOfRounds(
                 await pair()
             best[name] = min(best[name], time.perf_counter() - began)
     return {name: seconds / pairs * 1e6 for name, seconds in best.items()}
+
+
+async def printPairs(
+    locks: Any, lock: Any, floor: Callable[[], Awaitable[None]], pairs: int, repeat: int
+) -> None:
+    """
+    Time C{lock}'s uncontended writer and reader pairs beside C{floor} (L{bestOfRounds}), print
+    the microseconds per pair of each as JSON, for L{childJson}, and disconnect C{locks}.
+    """
+
+    async def writer() -> None:
+        await lock.writerAcquire()
+        await lock.writerRelease()
+
+    async def reader() -> None:
+        await lock.readerAcquire()
+        await lock.readerRelease()
+
+    results = await bestOfRounds(
+        {"floor": floor, "writer": writer, "reader": reader}, pairs, repeat
+    )
+    await locks.disconnect()
+    print(json.dumps(results))
 
 
 def sectionMain(

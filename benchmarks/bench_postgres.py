@@ -17,7 +17,6 @@ processes, as in C{bench_redis.py}.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(_HERE), str(_HERE.parent)]  # _common, and tests.pgserver
 
-from _children import bestOfRounds, childJson, sectionMain  # noqa: E402
+from _children import childJson, printPairs, sectionMain  # noqa: E402
 from _common import Context, Report, SectionUnavailableError, Value, atMost  # noqa: E402
 from bench_redis import OURS as REDIS  # noqa: E402
 from bench_redis import POSTGRES as OURS  # noqa: E402
@@ -123,19 +122,7 @@ async def _pairs(reactor: Any, conninfo: str, pairs: int, repeat: int) -> None:
         await session.execute("SELECT pg_try_advisory_lock(%s)", key)
         await session.execute("SELECT pg_advisory_unlock(%s)", key)
 
-    async def writer() -> None:
-        await lock.writerAcquire()
-        await lock.writerRelease()
-
-    async def reader() -> None:
-        await lock.readerAcquire()
-        await lock.readerRelease()
-
-    results = await bestOfRounds(
-        {"floor": floor, "writer": writer, "reader": reader}, pairs, repeat
-    )
-    await locks.disconnect()
-    print(json.dumps(results))
+    await printPairs(locks, lock, floor, pairs, repeat)
 
 
 def _childMain(argv: list[str]) -> None:

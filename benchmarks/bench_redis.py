@@ -38,7 +38,7 @@ from twisted.internet.protocol import Protocol
 _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(_HERE), str(_HERE.parent)]  # _common, and tests.redisserver
 
-from _children import bestOfRounds, childJson, sectionMain  # noqa: E402
+from _children import childJson, printPairs, sectionMain  # noqa: E402
 from _common import Context, Report, Row, SectionUnavailableError, Value, atMost  # noqa: E402
 
 __all__ = ["main", "run"]
@@ -505,19 +505,7 @@ async def _pairs(reactor: Any, port: int, pairs: int, repeat: int) -> None:
         await client.run(empty, reply)
         await client.run(empty, reply)
 
-    async def writer() -> None:
-        await lock.writerAcquire()
-        await lock.writerRelease()
-
-    async def reader() -> None:
-        await lock.readerAcquire()
-        await lock.readerRelease()
-
-    results = await bestOfRounds(
-        {"floor": floor, "writer": writer, "reader": reader}, pairs, repeat
-    )
-    await locks.disconnect()
-    print(json.dumps(results))
+    await printPairs(locks, lock, floor, pairs, repeat)
 
 
 # The workers of the contention matrix: each reads its plan from stdin, and prints what each of
