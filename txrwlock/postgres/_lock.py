@@ -12,18 +12,16 @@ import weakref
 from collections.abc import Callable
 from hashlib import sha256
 from importlib.resources import files
-from itertools import count
 from math import ceil, isfinite
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, fail
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.python.failure import Failure
 
-from txrwlock._cohort import SharedHold
+from txrwlock._cohort import _CohortLock, _Grant
 from txrwlock._remote import (
     MINIMUM_LEASE,
     RemoteLockSide,
-    _RemoteLock,
     _Timer,
 )
 from txrwlock.postgres._client import (
@@ -58,10 +56,6 @@ _ACQUIRE = {
     (False, False): _SQL["tryReaderAcquire"],
     (True, False): _SQL["tryWriterAcquire"],
 }
-
-# What a remote grant fires with: the fencing token (0 for a reader), and whether the acquire
-# queued in PostgreSQL.
-_Grant = tuple[int, bool]
 
 # Reconnecting to wait again, after the server went away: first after this, doubling up to that.
 _RETRY_INITIAL_DELAY = 0.1
@@ -229,7 +223,7 @@ class _Take:
             self.session.cancel(self.running)
 
 
-class PostgresReadersWriterLock(_RemoteLock):
+class PostgresReadersWriterLock(_CohortLock):
     """
     A readers/writer lock shared through PostgreSQL's advisory locks, made by
     L{PostgresLocks.lock}: the API of L{TxReadersWriterLock<txrwlock.TxReadersWriterLock>},
@@ -261,12 +255,10 @@ class PostgresReadersWriterLock(_RemoteLock):
     queued: PostgreSQL does not say whether its statement had.
     """
 
-    # Invariants, besides those of _RemoteLock:
+    # Invariants, besides those of _CohortLock:
     #   - _hold's remote hold is the advisory lock this object's session holds or waits for, on
     #     _key; _since is when the lease of its session last started (the end of its grant, or
     #     the send of its last heartbeat).
-    #   - _waiting maps the Deferreds of the acquires that have not fired (and did not at once)
-    #     to whether each has been counted as queued (in the local lock, or in PostgreSQL).
 
     _sideType = PostgresLockSide
     reader: PostgresLockSide
@@ -289,34 +281,7 @@ class PostgresReadersWriterLock(_RemoteLock):
         self._session: Session = locks._client.session(
             _SQL["setup"], str(leaseMs), str(max(1, leaseMs // 3))
         )
-        self._hold: SharedHold[_Grant] = SharedHold(self._take, self._give)
-        self._ids = count()
         self._since = 0.0
-        self._waiting: dict[Deferred[Any], bool] = {}
-
-    def writerDowngrade(self) -> Deferred[PostgresReadersWriterLock]:
-        """
-        Turn the write hold, atomically, into a read hold, to be released by L{readerRelease};
-        the readers first in line, of every client, then go in.
-
-        @return: a L{Deferred} that fires with the lock once PostgreSQL has downgraded the hold,
-            or fails with L{LockLostError} if it was lost.
-        @raise LockNotHeldError: if this object does not hold the write hold.
-        """
-        holdId = self._downgrading()
-
-        def remote() -> Deferred[_Grant | None]:
-            query = _SQL["writerDowngrade"]
-            d = self._session.execute(query, self._key, self._key, reconnect=False)
-            held = d.addCallbacks(lambda row: bool(row[0]), self._heldIfConnected)
-            return held.addCallback(lambda held: (0, False) if held else None)  # a reader's
-
-        def downgraded(value: _Grant | None) -> PostgresReadersWriterLock:
-            if value is None or holdId not in self._holds:
-                raise self._downgradeLost(holdId)
-            return self
-
-        return self._hold.downgrade(remote).addCallback(downgraded)
 
     def statistics(self) -> Deferred[LockStatistics]:
         """
@@ -334,68 +299,26 @@ class PostgresReadersWriterLock(_RemoteLock):
         query = self._locks._client.control.execute(_SQL["statistics"], str(high), str(low))
         return query.addCallback(made)
 
-    def __repr__(self) -> str:
-        readers = sum(not w for w in self._holds.values())
-        local = self._hold.local.statistics()
-        return (
-            f"<{type(self).__name__} {self.name!r} readers={readers} writing={self.isWriting}"
-            f" waiting={local.readersWaiting}r/{local.writersWaiting}w lease={self.lease}>"
-        )
-
     def _closed(self) -> bool:
         return self._locks._closed
+
+    def _closedError(self) -> Exception:
+        error: Exception = psycopg().OperationalError(f"{self!r}: PostgresLocks disconnected")
+        return error
+
+    def _leaseStart(self) -> float:
+        return self._since
+
+    def _downgradeRemote(self, holdId: str) -> Deferred[_Grant | None]:
+        query = _SQL["writerDowngrade"]
+        d = self._session.execute(query, self._key, self._key, reconnect=False)
+        held = d.addCallbacks(lambda row: bool(row[0]), self._heldIfConnected)
+        return held.addCallback(lambda held: (0, False) if held else None)  # a reader's
 
     def _isConnectionError(self, failure: Failure) -> bool:
         return isConnectionError(failure)
 
     # Acquiring
-
-    def _acquire(self, writer: bool, queue: bool) -> Deferred[Any]:
-        if self._locks._closed:
-            return fail(psycopg().OperationalError(f"{self!r}: PostgresLocks disconnected"))
-        waits = self._waits
-        inner = self._hold.acquire(writer, queue, self._queued)
-        if inner.called and not inner.paused:
-            # Granted (sharing this object's read hold), or refused, at once.
-            return inner.addCallback(self._acquired, writer, queue)
-        # A Deferred of its own, not called until granted (the local lock's grant fires the
-        # inner one, which then waits for PostgreSQL's).
-        d: Deferred[Any] = Deferred(lambda d: self._cancel(d, inner))
-        # The local lock queued it if it called self._queued, which counted it.
-        self._waiting[d] = self._waits > waits
-        inner.addCallback(self._acquired, writer, queue, d).chainDeferred(d)
-        return d.addBoth(self._stopWaiting, d)
-
-    def _stopWaiting(self, result: object, d: Deferred[Any]) -> object:
-        self._waiting.pop(d, None)
-        return result
-
-    def _acquired(
-        self, value: _Grant | None, writer: bool, queue: bool, d: Deferred[Any] | None = None
-    ) -> Any:
-        """
-        The acquire of Deferred C{d} (L{None}: one that did not wait for its answer) was
-        answered: granted C{value}, or, a try, refused.
-        """
-        if value is None:
-            return False  # a try, not taken
-        token, queued = value
-        waited = d is not None and (self._waiting[d] or queued)
-        if d is not None and queued and not self._waiting[d]:
-            self._queued()
-        self._granted(f"{next(self._ids)}", writer, token, self._since, d, waited)
-        return self if queue else True
-
-    def _cancel(self, d: Deferred[Any], inner: Deferred[Any]) -> None:
-        """
-        Cancel the acquire of Deferred C{d}, still waiting, whose wait is C{inner}.
-        """
-        # Whether the statement of a cancelled acquire had queued, PostgreSQL does not say:
-        # counted as queued, for waits never to be fewer than cancellations.
-        if not self._waiting[d]:
-            self._queued()
-        self._cancelled(d)
-        inner.cancel()
 
     def _take(self, writer: bool, queue: bool) -> Deferred[_Grant | None]:
         """
@@ -464,20 +387,6 @@ class PostgresReadersWriterLock(_RemoteLock):
     def _heldIfConnected(failure: Failure) -> bool | Failure:
         # A session that ended took its locks with it.
         return False if isConnectionError(failure) else failure
-
-    def _sendRelease(
-        self, holdId: str, writer: bool, answered: Callable[[int, float, bool], None]
-    ) -> Deferred[None]:
-        # Never fails for a lost connection (the hold went with its session: not held), so the
-        # base never sends it again.
-        sent = self._clock.seconds()
-        given = self._hold.release(writer)
-        return given.addCallback(lambda held: answered(held is not False, sent, writer))
-
-    def _remove(self, holdId: str) -> Deferred[None]:
-        d = self._hold.drop()
-        d.addErrback(self._logUnlessConnectionError, "give up a hold")
-        return d.addCallback(lambda _: None)
 
     # Leases
 
