@@ -21,13 +21,8 @@ from twisted.internet.defer import Deferred, DeferredList, FirstError, fail, gat
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 
-from txrwlock._remote import (
-    RemoteLockSide,
-    _ignore,
-    _RemoteLock,
-    _Timer,
-    checkLease,
-)
+from txrwlock._cohort import _CohortLock, _Grant
+from txrwlock._remote import RemoteLockSide, _ignore, _Timer, checkLease
 from txrwlock.redis._client import RedisClient, RedisConnectionError, bulk, openClient
 from txrwlock.txrwlock import LockStatistics
 
@@ -55,6 +50,10 @@ _TEXTS = {
     for name in ("acquire_read", "acquire_write", "release", "downgrade", "renew", "statistics")
 }
 _SHAS = {name: sha1(text.encode()).hexdigest() for name, text in _TEXTS.items()}
+# The tokens of a write grant: Redis hands out blocks of this many (scripts/_grant.lua), the first
+# for the grantee, the others for the local writers it passes the hold on to, in a row while no
+# other client waits.
+_BLOCK = 16
 # Each operation of a lock: its script, and the mode it passes it (ARGV[3]), if any.
 _OPERATIONS: dict[bytes, tuple[str, bytes | None]] = {
     b"r": ("acquire_read", None),
@@ -285,7 +284,7 @@ class RedisLockSide(RemoteLockSide["RedisReadersWriterLock"]):
     __slots__ = ()
 
 
-class RedisReadersWriterLock(_RemoteLock):
+class RedisReadersWriterLock(_CohortLock):
     """
     A readers/writer lock shared through Redis, made by L{RedisLocks.lock}: the API of
     L{TxReadersWriterLock<txrwlock.TxReadersWriterLock>}, where a release, a try-acquire and
@@ -326,14 +325,19 @@ class RedisReadersWriterLock(_RemoteLock):
     many replicas acknowledged it.  The docs' "Running in production" has the whole table.
     """
 
-    # Invariants, besides those of _RemoteLock:
-    #   - _waiting has the acquires whose Deferreds have not fired, tries included (those that
-    #     do not queue: their one try is in flight).
-    #   - _listening is whether this object listens on its channel: exactly while an acquire
-    #     of _waiting has waited (a try failed), so that a lock never contended costs the client
-    #     no subscription.
-    #   - _retryTimer, if active, is due no later than the earliest lease in Redis that keeps a
-    #     waiter of this object out, as Redis last told it.
+    # Invariants, besides those of _CohortLock:
+    #   - _taking is the remote acquire of _hold in flight or waiting, or None.
+    #   - _remoteId is the id of the last remote hold granted; _remoteSent is when its lease last
+    #     started (the send of the command that granted or renewed it); _lastToken is the last
+    #     token of its block, if it writes.
+    #   - _listening is whether this object listens on its channel: while _taking has waited (a
+    #     try failed), and from a second acquire while it holds or waits until it neither holds
+    #     nor waits, so that it hears when another client waits for the hold its coroutines
+    #     share.  So an uncontended lock, one acquire at a time, costs the client no
+    #     subscription.  What was said before it listened, or while its connection was down, it
+    #     asks again (_askWhoWaits).
+    #   - _retryTimer, if active, is due no later than the earliest lease in Redis that keeps
+    #     _taking out, as Redis last told it.
 
     _sideType = RedisLockSide
     reader: RedisLockSide
@@ -351,7 +355,7 @@ class RedisReadersWriterLock(_RemoteLock):
         """
         Use L{RedisLocks.lock}.
         """
-        super().__init__(locks._reactor, name, lease, lost, debug)
+        super().__init__(locks._reactor, name, lease, lost, debug, self._passOn)
         self._locks = locks
         self._run = locks._client.run
         tag = f"txrwlock:{{{locks.dbid}:{name}}}"
@@ -374,61 +378,31 @@ class RedisReadersWriterLock(_RemoteLock):
         if minReplicas:
             timeout = b"%d" % math.ceil(lease * 100)
             self._waitReplicas = b"*3\r\n" + bulk(b"WAIT", b"%d" % minReplicas, timeout)
-        self._waiting: dict[str, _Acquire] = {}
+        self._taking: _Acquire | None = None
+        self._remoteId: str | None = None
+        self._remoteSent = 0.0
+        self._lastToken = 0
         self._listening = False
         self._retryTimer: _Timer | None = None
 
-    def writerDowngrade(self) -> Deferred[RedisReadersWriterLock]:
-        """
-        Turn the write hold, atomically, into a read hold, to be released by L{readerRelease};
-        waiting readers of every client then go in, unless a writer waits.
-
-        No upgrade, as with the local lock: two readers upgrading at once would wait for each
-        other for ever.
-
-        @return: a L{Deferred} that fires with the lock once Redis has downgraded the hold, or
-            fails with L{LockLostError} if it was lost.
-        @raise LockNotHeldError: if this object does not hold the write hold.
-        """
-        holdId = self._downgrading()
-
-        def downgraded(held: int, sent: float, acked: bool) -> RedisReadersWriterLock:
-            if not held or holdId not in self._holds:
-                raise self._downgradeLost(holdId)
-            if acked:
-                # Not acknowledged, the read hold is the primary's only: a failover would leave
-                # the write hold, as the replicas had it, lasting until its deadline, kept here.
-                self._extend(holdId, sent)
-            return self
-
-        return self._runAcked(self._command(b"d", holdId), downgraded)
-
     def statistics(self) -> Deferred[LockStatistics]:
         """
-        @return: a L{Deferred} of a snapshot: the readers, the writer and the waiting writers of
-            every client, and the readers waiting in this object.
+        @return: a L{Deferred} of a snapshot: the readers (this object's one by one, though they
+            share one hold in Redis), the writer and the waiting writers of every client, and the
+            readers waiting in this object; and this object's counters.
         """
-        readersWaiting = self._waiters()[0]
+        local = self._hold.local.statistics()
+        reading = sum(not w for w in self._holds.values())
+        readersWaiting = local.readersWaiting
+        if self._hold.writing is False:
+            readersWaiting += self._hold.remoteWaiters
 
         def made(reply: list[int], sent: float) -> LockStatistics:
-            return self._statistics(reply[0], bool(reply[1]), readersWaiting, reply[2])
+            readers = reply[0] + max(0, reading - 1)
+            waiting = readersWaiting, reply[2] + local.writersWaiting
+            return self._statistics(readers, bool(reply[1]), *waiting)
 
         return self._run(self._command(b"s"), made)
-
-    def __repr__(self) -> str:
-        readers = sum(not w for w in self._holds.values())
-        waiting = "{}r/{}w".format(*self._waiters())
-        return (
-            f"<{type(self).__name__} {self.name!r} readers={readers} writing={self.isWriting}"
-            f" waiting={waiting} lease={self.lease}>"
-        )
-
-    def _waiters(self) -> tuple[int, int]:
-        """
-        @return: how many readers and writers of this object wait (tries do not).
-        """
-        writers = sum(a.queue and a.writer for a in self._waiting.values())
-        return sum(a.queue for a in self._waiting.values()) - writers, writers
 
     def _command(self, op: bytes, *ids: str) -> bytes:
         """
@@ -453,16 +427,40 @@ class RedisReadersWriterLock(_RemoteLock):
     def _closed(self) -> bool:
         return self._locks._closed
 
+    def _closedError(self) -> Exception:
+        return RedisConnectionError(f"{self!r}: RedisLocks disconnected")
+
     def _isConnectionError(self, failure: Failure) -> bool:
         return isinstance(failure.value, RedisConnectionError)
+
+    def _leaseStart(self) -> float:
+        return self._remoteSent
 
     # Acquiring
 
     def _acquire(self, writer: bool, queue: bool) -> Deferred[Any]:
-        if self._locks._closed:
-            return fail(RedisConnectionError(f"{self!r}: RedisLocks disconnected"))
-        a = _Acquire(self._locks._newId(), writer, queue, self._cancel)
-        self._waiting[a.id] = a
+        if self._holds or self._waiting:
+            # Busy: listen, so that the next remote hold may be shared (see _take).  And a
+            # remote hold whose lease ran out by the clock takes nobody new.
+            if not self._listening and not self._closed():
+                self._listen()
+            if self._clock.seconds() >= self._remoteSent + self.lease:
+                self._hold.contend()
+        return super()._acquire(writer, queue)
+
+    def _passOn(self, grant: _Grant) -> _Grant | None:
+        """
+        The grant of the next local writer, if the write hold of C{grant} may pass on to it: with
+        the next token of the grant's block, while there is one.
+        """
+        token = grant[0]
+        return (token + 1, False) if token < self._lastToken else None
+
+    def _take(self, writer: bool, queue: bool) -> Deferred[_Grant | None]:
+        if self._closed():
+            return fail(self._closedError())
+        a = _Acquire(self._locks._newId(), writer, queue, self._cancelTake)
+        self._taking = a
         self._try(a)
         return a.deferred
 
@@ -496,32 +494,26 @@ class RedisReadersWriterLock(_RemoteLock):
             # Cancelled, or failed by disconnect(), which sent its removal.  That may have run
             # before this try, sent again after reloading the script: remove it again.
             if reply > 0 or a.writer:
-                self._remove(a.id)
+                self._removeRemote(a.id)
             return
         if reply > 0 and not acked:
             # Too few replicas have the grant: a failover now could lose it.  Give it back; a
             # try says no, a waiter tries again (its WAIT has already waited a while).
-            self._remove(a.id)
+            self._removeRemote(a.id)
             if a.queue:
                 self._try(a)
             else:
-                self._left(a)
-                a.deferred.callback(False)
+                self._took(a)
         elif reply > 0 and self._clock.seconds() >= sent + self.lease:
             # Redis may have run the try as late as now (it stalled, or the reply was slow): the
             # grant's lease may have run out already.  Ask again: the same id is granted again,
             # with a new lease (or waits, if the grant ran out and another took the lock).
             self._try(a)
         elif reply > 0:
-            self._left(a)
-            self._granted(a.id, a.writer, reply, sent, a.deferred, a.waited)
-            a.deferred.callback(self if a.queue else True)
+            self._took(a, reply, sent)
         elif not a.queue:
-            self._left(a)
-            a.deferred.callback(False)
+            self._took(a)
         else:
-            if not a.waited:
-                self._queued()
             a.waited = True
             a.sent = sent
             if reply < 0:
@@ -533,10 +525,27 @@ class RedisReadersWriterLock(_RemoteLock):
             else:
                 self._watch()
 
+    def _took(self, a: _Acquire, reply: int = 0, sent: float = 0.0) -> None:
+        """
+        The remote acquire C{a} is over: granted, by a command sent at C{sent}, with C{reply}
+        (a writer's token), or refused (a try) if C{reply} is 0.
+        """
+        self._taking = None
+        if not reply:
+            a.deferred.callback(None)
+            return
+        self._remoteId = a.id
+        self._remoteSent = sent
+        token = reply if a.writer else 0
+        # A write grant's token opens a block of _BLOCK: the rest are for the local writers it
+        # passes on to (see _grant.lua).
+        self._lastToken = token + _BLOCK - 1
+        a.deferred.callback((token, a.waited))
+
     def _listen(self) -> None:
         """
-        Listen on the lock's channel, for the first waiter of this object; then every waiter
-        tries again, since what was published before was missed.
+        Listen on this client's channel: for a waiter, and while this object is busy; then try
+        again, since what was published before was missed.
         """
         self._listening = True
         # The client calls _heard once it has subscribed to a channel new to it; on a channel it
@@ -544,33 +553,42 @@ class RedisReadersWriterLock(_RemoteLock):
         self._locks._client.subscribe(self._channel, self._heard)
         self._retry()
 
-    def _left(self, a: _Acquire) -> None:
+    def _unlistenIfIdle(self) -> None:
         """
-        C{a} leaves L{_waiting}: stop listening if no waiter is left.
+        Stop hearing the channel once this object neither holds nor waits: subscriptions grow
+        with the names in use, not the names ever used.
         """
-        self._waiting.pop(a.id, None)
-        if self._listening and not any(w.waited for w in self._waiting.values()):
+        if self._listening and not (self._holds or self._waiting or self._taking):
             self._unlisten()
 
     def _unlisten(self) -> None:
-        """
-        Stop hearing the lock's channel: subscriptions grow with the names waited for, not the
-        names ever used.
-        """
         self._listening = False
         self._locks._client.unsubscribe(self._channel, self._heard)
 
+    def _stopWaiting(self, result: object, d: Deferred[Any]) -> object:
+        result = super()._stopWaiting(result, d)
+        self._unlistenIfIdle()
+        return result
+
     def _heard(self, message: str | None) -> None:
         """
-        Who may go now: C{"<id> <token>"}, the writer of that id, granted the hold by the release
-        (handed off); or every waiter if C{"*"} or L{None} (messages may have been missed).
+        What Redis tells this client: C{"<id> <token>"}, the writer of that id, granted the hold
+        by a release (handed off; C{"<id> <token> !"} if another client waits already);
+        C{"! <id>"}, another client waits for the hold of that id; or C{"*"} or L{None}
+        (messages may have been missed), try again.
         """
         if message is None or message == "*":
             self._retry()
+            if message is None and self._holds:
+                self._askWhoWaits()  # a "!" may have been missed
             return
-        holdId, _, token = message.partition(" ")
-        a = self._waiting.get(holdId)
-        if a is None:
+        holdId, _, rest = message.partition(" ")
+        a = self._taking
+        if holdId == "!":
+            if rest == self._remoteId or (a is not None and rest == a.id):
+                self._hold.contend()
+            return
+        if a is None or a.id != holdId:
             return  # not this object's, or cancelled: its removal gives the hold back
         if (
             a.inFlight
@@ -580,11 +598,21 @@ class RedisReadersWriterLock(_RemoteLock):
             # A try in flight is answered with the grant, or tries again.  With minReplicas,
             # the grant is handed over only once acknowledged: the try asks again, with its WAIT.
             # And a grant that may have run out by now is asked for again, never handed over.
-            self._retry(holdId)
+            self._retry()
             return
-        self._left(a)
-        self._granted(holdId, True, int(token), a.sent)
-        a.deferred.callback(self)
+        token, _, othersWait = rest.partition(" ")
+        if othersWait:
+            self._hold.contend()
+        self._took(a, int(token), a.sent)
+
+    def _askWhoWaits(self) -> None:
+        """
+        Ask Redis now whether another client waits for this object's remote hold, as every
+        renewal does: what it may have said was missed.
+        """
+        renewing = self._renewLeases(list(self._holds))
+        if renewing is not None:
+            renewing.addErrback(self._logUnlessConnectionError, "renew its leases")
 
     def _tryFailed(self, failure: Failure, a: _Acquire) -> None:
         a.inFlight = False
@@ -594,32 +622,28 @@ class RedisReadersWriterLock(_RemoteLock):
             # A waiter keeps waiting through a lost connection: the next try waits for Redis.
             self._try(a)
             return
-        self._left(a)
+        self._taking = None
         # The try may have been granted, or queued this writer, before the failure.
-        self._remove(a.id)
+        self._removeRemote(a.id)
         a.deferred.errback(failure)
 
-    def _cancel(self, a: _Acquire) -> None:
-        self._left(a)
-        self._cancelled(a.deferred)
+    def _cancelTake(self, a: _Acquire) -> None:
+        if self._taking is a:
+            self._taking = None
         if a.writer or a.inFlight:
-            self._remove(a.id)
+            self._removeRemote(a.id)
 
-    def _retry(self, holdId: str | None = None) -> None:
+    def _retry(self) -> None:
         """
-        Try again the waiter C{holdId}, if it is one of this object's, or every waiter if
-        L{None}: a hold or a place has gone.
+        Try the remote acquire again, if there is one: a hold or a place has gone.
         """
-        if holdId is None:
-            waiters = list(self._waiting.values())
+        a = self._taking
+        if a is None:
+            return
+        if a.inFlight:
+            a.again = True
         else:
-            one = self._waiting.get(holdId)
-            waiters = [] if one is None else [one]
-        for a in waiters:
-            if a.inFlight:
-                a.again = True
-            else:
-                self._try(a)
+            self._try(a)
 
     def _retryAfter(self, delay: float) -> None:
         """
@@ -641,15 +665,41 @@ class RedisReadersWriterLock(_RemoteLock):
 
     # Releasing
 
-    def _sendRelease(
-        self, holdId: str, writer: bool, answered: Callable[[int, float, bool], None]
-    ) -> Deferred[None]:
-        return self._run(self._command(b"y" if writer else b"x", holdId), answered, writer)
+    def _give(self, writer: bool) -> Deferred[bool]:
+        command = self._command(b"y" if writer else b"x", cast(str, self._remoteId))
+        deadline = self._remoteSent + self.lease
 
-    def _remove(self, holdId: str) -> Deferred[None]:
-        # Sent again if the connection drops, until Redis answers or a lease from now, by when
-        # what it gives up has run out anyway: a waiter cancelled then must not keep the others
-        # out for a lease.
+        def failed(failure: Failure) -> Any:
+            if not self._isConnectionError(failure):
+                return failure
+            if self._closed() or self._clock.seconds() >= deadline:
+                return False  # Redis drops it when its lease runs out
+            # Sent again until answered: it may then find the hold gone because its first send
+            # released it before the connection dropped, so held it was.
+            again = self._sendAgain(failure, lambda: self._run(command, _ignore), deadline)
+            return again.addCallback(lambda _: True)
+
+        given = self._run(command, lambda held, sent: bool(held)).addErrback(failed)
+        self._unlistenIfIdle()
+        return given
+
+    def _downgradeRemote(self, holdId: str) -> Deferred[_Grant | None]:
+        def downgraded(held: int, sent: float, acked: bool) -> _Grant | None:
+            if held and acked:
+                # Not acknowledged, the read hold is the primary's only: a failover would leave
+                # the write hold, as the replicas had it, lasting until its deadline, kept here.
+                self._remoteSent = max(self._remoteSent, sent)
+                self._extend(holdId, sent)
+            return (0, False) if held else None
+
+        return self._runAcked(self._command(b"d", cast(str, self._remoteId)), downgraded)
+
+    def _removeRemote(self, holdId: str) -> Deferred[None]:
+        """
+        Drop the remote hold or place C{holdId}, for nobody's sake: sent again if the connection
+        drops, until Redis answers or a lease from now, by when what it gives up has run out
+        anyway (a waiter cancelled then must not keep the others out for a lease).
+        """
         command = self._command(b"x", holdId)
 
         def send() -> Deferred[None]:
@@ -660,31 +710,33 @@ class RedisReadersWriterLock(_RemoteLock):
 
     # Leases
 
-    def _placed(self) -> list[str]:
-        """
-        @return: the ids of this object's waiting writers with a place in Redis's queue.
-        """
-        return [a.id for a in self._waiting.values() if a.writer and a.waited]
-
     def _needsRenewal(self) -> bool:
-        return any(a.writer and a.waited for a in self._waiting.values())
+        a = self._taking
+        return a is not None and a.writer and a.waited
 
     def _renewLeases(self, held: list[str]) -> Deferred[None] | None:
-        placed = self._placed()
-        if not held and not placed:
+        # The remote hold, if this object holds, and the waiting writer's place, if it has one.
+        remote = self._remoteId if held else None
+        place = self._taking.id if self._needsRenewal() else None  # type: ignore[union-attr]
+        ids = [i for i in (remote, place) if i is not None]
+        if not ids:
             return None
 
         def renewed(gone: list[str], sent: float, acked: bool) -> None:
-            lostIds = set(gone)
+            lost = remote in gone
+            if not lost and remote is not None and remote == self._remoteId:
+                if acked:
+                    self._remoteSent = max(self._remoteSent, sent)
+                if "!" in gone:
+                    self._hold.contend()
             # A renewal too few replicas acknowledged extends nothing: after a failover, the
             # leases would run out as the replicas have them.
-            self._holdsRenewed(held if acked else [h for h in held if h in lostIds], lostIds, sent)
-            for holdId in placed:
-                a = self._waiting.get(holdId)
-                if holdId in lostIds and a is not None and not a.inFlight:
-                    self._try(a)  # its place ran out: queue again, at the back
+            self._holdsRenewed(held if acked or lost else [], held if lost else (), sent)
+            a = self._taking
+            if place in gone and a is not None and a.id == place and not a.inFlight:
+                self._try(a)  # its place ran out: queue again, at the back
 
-        return self._runAcked(self._command(b"n", *held, *placed), renewed)
+        return self._runAcked(self._command(b"n", *ids), renewed)
 
     def _close(self) -> list[Deferred[None]]:
         """
@@ -696,11 +748,14 @@ class RedisReadersWriterLock(_RemoteLock):
         if self._retryTimer is not None and self._retryTimer.active():
             self._retryTimer.cancel()
         self._retryTimer = None
-        waiting = list(self._waiting.values())
-        self._waiting.clear()
         if self._listening:
             self._unlisten()
-        removals = [self._remove(a.id) for a in waiting if a.writer or a.inFlight]
-        for a in waiting:
-            a.deferred.errback(RedisConnectionError(f"{self!r}: RedisLocks disconnected"))
+        removals = []
+        a, self._taking = self._taking, None
+        if a is not None:
+            if a.writer or a.inFlight:
+                removals.append(self._removeRemote(a.id))
+            # Its joiners fail with it, and the local waiters after them, whose takes find the
+            # connection closed.
+            a.deferred.errback(self._closedError())
         return removals + self._loseAll()

@@ -21,6 +21,12 @@ if head then
   end
 end
 
+-- Tell the client of the hold id that another client waits for it ("! <id>"): its cohort then
+-- takes no new reader into that hold, and does not pass it on (issue 12).
+local function contend(id)
+  redis.call('PUBLISH', channel .. ':' .. string.match(id, '^[^:]*'), '! ' .. id)
+end
+
 -- Not granted: minus one minus the milliseconds (rounded up) until the earliest lease ends, when
 -- a holder or a place may vanish (0 if none).
 local function wait()

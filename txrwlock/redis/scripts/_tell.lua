@@ -1,9 +1,9 @@
 -- Tell who may go now, if anyone, on the channels of their clients only.  The first waiting
 -- writer is granted the hold here, handed off (issue 12: a handoff took 4 commands and a message
 -- in series, the woken writer's EVALSHA reaching Redis ~470 µs after the release): it is told
--- "<id> <token>" and needs no further round trip.  Its hold lasts as long as its place did, a
--- deadline its client set with its own lease and still counts on.  Waiting readers are told "*"
--- and try again.
+-- "<id> <token>", with " !" if others wait (see contend), and needs no further round trip.  Its
+-- hold lasts as long as its place did, a deadline its client set with its own lease and still
+-- counts on.  Waiting readers are told "*" and try again.
 if freed and not w then
   if head then
     if redis.call('EXISTS', holders) == 0 then
@@ -12,6 +12,8 @@ if freed and not w then
       redis.call('ZREM', places, head)
 --#include grant
       local told = head .. ' ' .. string.format('%.0f', token)  -- not %.14g, as .. would
+      -- " !": others wait already (see contend).
+      if redis.call('EXISTS', queue, readers) > 0 then told = told .. ' !' end
       redis.call('PUBLISH', channel .. ':' .. string.match(head, '^[^:]*'), told)
     end
   elseif readersMayGo then

@@ -13,7 +13,7 @@ if redis.call('EXISTS', writer, queue) == 0 then
 end
 --#include sweep
 if not redis.call('ZSCORE', holders, id) and (w or head) then
-  redis.call('SADD', readers, string.match(id, '^[^:]*'))
+  if redis.call('SADD', readers, string.match(id, '^[^:]*')) == 1 and w then contend(w) end
   result = wait()
 else
   redis.call('ZADD', holders, now + lease, id)

@@ -26,12 +26,22 @@ elseif not w and (not head or head == id) and redis.call('EXISTS', holders) == 0
   local grantee, ends = id, now + lease
 --#include grant
   result, w = token, id
+  if redis.call('EXISTS', queue, readers) > 0 then contend(id) end
 elseif try then
   result = 0
 else
   if not redis.call('ZSCORE', queue, id) then
     redis.call('ZADD', queue, redis.call('INCR', counter), id)
     head = head or id
+    -- The holders learn that a writer waits from the first: later ones find them told, or
+    -- granted while others waited (told so with the grant).
+    if head == id then
+      if w then
+        contend(w)
+      else
+        for _, holder in ipairs(redis.call('ZRANGE', holders, 0, -1)) do contend(holder) end
+      end
+    end
   end
   redis.call('ZADD', places, now + lease, id)
   result = wait()

@@ -1,6 +1,7 @@
 -- renew: give the holds and places of the ids a new lease.
 -- KEYS: h w q p n r (see _prelude.lua).  ARGV: channel, lease (ms), ids...
--- Reply: the ids that have neither a hold nor a place (lost).
+-- Reply: the ids that have neither a hold nor a place (lost); then "!" if another client waits
+-- (a writer queues, or a reader waits): the holder's cohort stops sharing its hold (see contend).
 --#include prelude
 --#include now
 --#include sweep
@@ -16,4 +17,5 @@ for i = 3, #ARGV do
     table.insert(result, ARGV[i])
   end
 end
+if redis.call('EXISTS', queue, readers) > 0 then table.insert(result, '!') end
 --#include tell
