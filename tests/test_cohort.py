@@ -5,6 +5,8 @@ whose takes and give-backs are Deferreds the test fires.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet.defer import CancelledError, Deferred, succeed
 
 from txrwlock import TxTestCase
@@ -17,11 +19,12 @@ class _Remote:
     L{Deferred}, fired by the test.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, passOn: Callable[[int], int | None] | None = None) -> None:
         self.takes: list[tuple[bool, bool, Deferred[int | None]]] = []
         self.gives: list[bool] = []
+        self.log: list[str] = []  # "take"s and "give"s, in order
         self.cancelled = 0
-        self.hold: SharedHold[int] = SharedHold(self.take, self.give)
+        self.hold: SharedHold[int] = SharedHold(self.take, self.give, passOn)
 
     def take(self, writer: bool, queue: bool) -> Deferred[int | None]:
         def cancel(d: Deferred[int | None]) -> None:
@@ -29,10 +32,12 @@ class _Remote:
 
         d: Deferred[int | None] = Deferred(cancel)
         self.takes.append((writer, queue, d))
+        self.log.append("take")
         return d
 
     def give(self, writer: bool) -> Deferred[bool]:
         self.gives.append(writer)
+        self.log.append("give")
         return succeed(True)
 
 
@@ -184,3 +189,124 @@ class SharedHoldTests(TxTestCase):
             self.assertTrue(self.hold.local.tryWriterAcquire())
             self.hold.local.writerRelease()
             self.remote.gives.clear()
+
+
+def _inBlock(value: int) -> int | None:
+    """
+    The next value, within blocks of 4 (0-3, 4-7...): a write hold passes on 3 times in a row.
+    """
+    return value + 1 if value % 4 != 3 else None
+
+
+class CohortTests(TxTestCase):
+    """
+    What a shared hold does once told that another client waits, and how a write hold passes
+    on to the next local writer.
+    """
+
+    def setUp(self) -> None:
+        self.remote = _Remote(_inBlock)
+        self.hold = self.remote.hold
+
+    def test_contendedTakesNoReader(self) -> None:
+        """
+        Once contended, the read hold takes no new reader: it waits until the readers inside
+        leave and give the hold back, then takes the next one.  The next hold starts
+        uncontended.
+        """
+        self.hold.acquire(False, True)
+        self.remote.takes[0][2].callback(0)
+        self.hold.contend()
+        later = _result(self.hold.acquire(False, True))
+        self.assertEqual((later, self.remote.log), ([], ["take"]))
+        self.hold.release(False)
+        self.assertEqual(self.remote.log, ["take", "give", "take"])
+        self.assertEqual(self.remote.takes[1][:2], (False, True))
+        self.remote.takes[1][2].callback(0)
+        self.assertEqual(later, [0])
+        self.assertEqual(_result(self.hold.acquire(False, True)), [0])
+        self.assertEqual(_result(self.hold.acquire(False, False)), [0])
+        self.assertEqual(len(self.remote.takes), 2)
+
+    def test_contendedTry(self) -> None:
+        """
+        A try finds a contended read hold taken: L{None}, and the local lock given back.
+        """
+        self.hold.acquire(False, True)
+        self.remote.takes[0][2].callback(0)
+        self.hold.contend()
+        self.assertEqual(_result(self.hold.acquire(False, False)), [None])
+        self.hold.release(False)
+        self.assertTrue(self.hold.local.tryWriterAcquire())
+
+    def test_cancelWaitingForNext(self) -> None:
+        """
+        A reader waiting for the next hold, cancelled, gives the local lock back, and no hold is
+        taken for it.
+        """
+        self.hold.acquire(False, True)
+        self.remote.takes[0][2].callback(0)
+        self.hold.contend()
+        later = self.hold.acquire(False, True)
+        later.cancel()
+        self.assertIsInstance(_result(later)[0].value, CancelledError)  # type: ignore[attr-defined]
+        self.hold.release(False)
+        self.assertEqual(self.remote.log, ["take", "give"])
+        self.assertTrue(self.hold.local.tryWriterAcquire())
+
+    def test_writerPassesOn(self) -> None:
+        """
+        A writer leaving hands the write hold to the next local writer, with the next value,
+        neither giving it back nor taking it again, as long as the values allow; then it is
+        given back, and taken again for the next.
+        """
+        writers = [_result(self.hold.acquire(True, True)) for _ in range(6)]
+        self.remote.takes[0][2].callback(0)
+        for i in range(3):
+            self.assertEqual(_result(self.hold.release(True)), [None])
+            self.assertEqual(writers[i + 1], [i + 1])
+        self.assertEqual(self.remote.log, ["take"])
+        self.assertEqual(_result(self.hold.release(True)), [True])  # 3: the block's last
+        self.assertEqual(self.remote.log, ["take", "give", "take"])
+        self.remote.takes[1][2].callback(4)
+        self.assertEqual(writers[4], [4])
+        self.hold.release(True)
+        self.assertEqual(writers[5], [5])
+        self.hold.release(True)
+        self.assertEqual(self.remote.log, ["take", "give", "take", "give"])
+        self.assertIsNone(self.hold.writing)
+
+    def test_contendedWriterGivesBack(self) -> None:
+        """
+        A contended write hold is not passed on: given back, and taken again for the next
+        writer (behind the client that waits).  Nor is a lost one.
+        """
+        for lost in (False, True):
+            first = self.hold.acquire(True, True)
+            second = _result(self.hold.acquire(True, True))
+            self.remote.takes[-1][2].callback(8)
+            self.assertEqual(_result(first), [8])
+            if lost:
+                self.hold.drop()
+            else:
+                self.hold.contend()
+                self.hold.release(True)
+            self.assertEqual(self.remote.log[-3:], ["take", "give", "take"])
+            self.assertEqual(second, [])
+            self.remote.takes[-1][2].callback(12)
+            self.assertEqual(second, [12])
+            self.hold.release(True)
+
+    def test_readersAfterWriter(self) -> None:
+        """
+        Readers let in as a writer leaves do not share its write hold: they take a read hold
+        once it is given back, in that order.
+        """
+        self.hold.acquire(True, True)
+        self.remote.takes[0][2].callback(0)
+        readers = [_result(self.hold.acquire(False, True)) for _ in range(2)]
+        self.hold.release(True)
+        self.assertEqual(self.remote.log, ["take", "give", "take"])
+        self.assertEqual(self.remote.takes[1][:2], (False, True))
+        self.remote.takes[1][2].callback(0)
+        self.assertEqual(readers, [[0], [0]])

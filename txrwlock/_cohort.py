@@ -154,8 +154,10 @@ class SharedHold(Generic[_T]):
                 # The local lock lets the next in line in at once, unless this runs within its
                 # firing loop: then whoever it lets in comes after the give-back.
                 self._localRelease(writer)
+                if self._passing is None:
+                    return succeed(None)  # taken (the taker may even have given it back since)
                 self._passing = None
-                return succeed(None) if self._sharers else self._giveBack(writer)
+                return self._giveBack(writer)
         given = self._giveBack(writer)
         # After the give-back is sent: a local waiter let in now sends its acquire after it.
         self._localRelease(writer)

@@ -444,7 +444,7 @@ class RedisReadersWriterLock(_CohortLock):
             # remote hold whose lease ran out by the clock takes nobody new.
             if not self._listening and not self._closed():
                 self._listen()
-            if self._clock.seconds() >= self._remoteSent + self.lease:
+            if self._holds and self._clock.seconds() >= self._remoteSent + self.lease:
                 self._hold.contend()
         return super()._acquire(writer, queue)
 
