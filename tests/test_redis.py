@@ -596,7 +596,7 @@ class ClientsTests(_RedisTestCase):
         await b.writerRelease()
         await _bounded(reading)
         await self.settle(a)
-        self.assertEqual(heard[1:], [(channels[2], "*")])
+        self.assertEqual(heard[1:], [(channels[2], f"{c._remoteId} 0")])
         await c.readerRelease()
 
     @_deferred

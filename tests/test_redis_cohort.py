@@ -6,7 +6,7 @@ real C{redis-server}.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred
 
@@ -26,7 +26,7 @@ class CohortTests(_RedisTestCase):
         @return: the ids of the read holds in Redis, or of the write hold.
         """
         writer = self.server.query("HGET", _KEYS + "w", "id")
-        return writer or self.server.query("ZRANGE", _KEYS + "h", 0, -1)
+        return writer or self.server.query("ZRANGE", _KEYS + "h", "0", "-1")
 
     async def listening(self, lock: RedisReadersWriterLock) -> None:
         """
@@ -164,7 +164,7 @@ class CohortTests(_RedisTestCase):
         await a.readerAcquire()
         await a.readerAcquire()
         self.server.command("DEL", _KEYS + "h")
-        await a._renewLeases(list(a._holds))
+        await cast(Deferred[None], a._renewLeases(list(a._holds)))
         self.assertEqual(lost, [False, False])
         self.assertFalse(a.isReading)
         for _ in range(2):

@@ -493,8 +493,7 @@ class RedisReadersWriterLock(_CohortLock):
         if a.deferred.called:
             # Cancelled, or failed by disconnect(), which sent its removal.  That may have run
             # before this try, sent again after reloading the script: remove it again.
-            if reply > 0 or a.writer:
-                self._removeRemote(a.id)
+            self._removeRemote(a.id)
             return
         if reply > 0 and not acked:
             # Too few replicas have the grant: a failover now could lose it.  Give it back; a
@@ -572,14 +571,14 @@ class RedisReadersWriterLock(_CohortLock):
 
     def _heard(self, message: str | None) -> None:
         """
-        What Redis tells this client: C{"<id> <token>"}, the writer of that id, granted the hold
-        by a release (handed off; C{"<id> <token> !"} if another client waits already);
-        C{"! <id>"}, another client waits for the hold of that id; or C{"*"} or L{None}
-        (messages may have been missed), try again.
+        What Redis tells this client: C{"<id> <token>"}, the waiter of that id was granted the
+        hold by a release (handed off; a reader's token is 0; C{"<id> <token> !"} if another
+        client waits already); C{"! <id>"}, another client waits for the hold of that id; or
+        L{None}, messages may have been missed: try again, and ask.
         """
-        if message is None or message == "*":
+        if message is None:
             self._retry()
-            if message is None and self._holds:
+            if self._holds:
                 self._askWhoWaits()  # a "!" may have been missed
             return
         holdId, _, rest = message.partition(" ")
@@ -603,7 +602,7 @@ class RedisReadersWriterLock(_CohortLock):
         token, _, othersWait = rest.partition(" ")
         if othersWait:
             self._hold.contend()
-        self._took(a, int(token), a.sent)
+        self._took(a, int(token) if a.writer else 1, a.sent)
 
     def _askWhoWaits(self) -> None:
         """
@@ -630,7 +629,7 @@ class RedisReadersWriterLock(_CohortLock):
     def _cancelTake(self, a: _Acquire) -> None:
         if self._taking is a:
             self._taking = None
-        if a.writer or a.inFlight:
+        if a.waited or a.inFlight:
             self._removeRemote(a.id)
 
     def _retry(self) -> None:
@@ -712,10 +711,10 @@ class RedisReadersWriterLock(_CohortLock):
 
     def _needsRenewal(self) -> bool:
         a = self._taking
-        return a is not None and a.writer and a.waited
+        return a is not None and a.waited
 
     def _renewLeases(self, held: list[str]) -> Deferred[None] | None:
-        # The remote hold, if this object holds, and the waiting writer's place, if it has one.
+        # The remote hold, if this object holds, and the waiter's place, if it has one.
         remote = self._remoteId if held else None
         place = self._taking.id if self._needsRenewal() else None  # type: ignore[union-attr]
         ids = [i for i in (remote, place) if i is not None]
@@ -753,7 +752,7 @@ class RedisReadersWriterLock(_CohortLock):
         removals = []
         a, self._taking = self._taking, None
         if a is not None:
-            if a.writer or a.inFlight:
+            if a.waited or a.inFlight:
                 removals.append(self._removeRemote(a.id))
             # Its joiners fail with it, and the local waiters after them, whose takes find the
             # connection closed.

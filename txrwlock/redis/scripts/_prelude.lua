@@ -8,12 +8,12 @@
 --   n  counter: fencing tokens and arrival numbers.  Never deleted; when missing or behind (Redis
 --      lost data), a token starts from Redis's TIME in µs, so that tokens never go back unless
 --      Redis's clock does;
---   r  readers wait: SET of the clients with a reader that had to wait, emptied when they are
---      told to retry (a client left in it needlessly costs it one needless message).
--- Waiting readers live in their clients only: nothing waits behind them.  No key has a Redis
--- expiry: a volatile-* maxmemory policy, which evicts only such keys, could evict a hold.
+--   r  readers wait: ZSET waiting reader id -> lease deadline of its place.  Nothing waits behind
+--      a waiting reader: its place only lets a release grant it the read hold, and then last.
+-- No key has a Redis expiry: a volatile-* maxmemory policy, which evicts only such keys, could
+-- evict a hold.
 -- Invariants: h and w are never both present; q and p have the same members; no id is in two of
--- h, w and q.
+-- h, w, q and r; r is empty unless w or q is not.
 -- ARGV of every script: channel, lease (ms, rounded up by the client), then the script's own.
 -- A hold id is "<client>:<number>": each client listens on the channel "<channel>:<client>" only,
 -- so that a message reaches only the client it concerns (issue 12: with one channel for all, each
@@ -24,9 +24,9 @@
 --
 -- Whenever a hold or a place goes (release, cancel, expiry, downgrade), a script grants the write
 -- hold to the writer at the head of the queue, if it can go, and tells its client "<id> <token>";
--- or, if no writer waits, tells "*" to each client of r, whose waiting readers retry.  Holds and places whose lease
--- ran out are dropped by the general path (_sweep.lua), whoever runs it; waiters run it when the
--- earliest lease ends.  A granted id asking again (its reply was lost, or came too late) is
+-- or, if no writer waits, grants a read hold to every waiting reader, and tells each "<id> 0"
+-- (_tell.lua).  Holds and places whose lease ran out are dropped by the general path
+-- (_sweep.lua), whoever runs it; waiters run it when the earliest lease ends.  A granted id asking again (its reply was lost, or came too late) is
 -- granted again, with a new lease and the same token.
 --
 -- The uncontended acquire and release take fast paths that neither clean up nor publish: when

@@ -10,6 +10,7 @@ if not (w and due > now) then
   w = false
   if redis.call('DEL', writer) == 1 then freed, readersMayGo = true, true end
 end
+redis.call('ZREMRANGEBYSCORE', readers, '-inf', now)  -- a waiting reader keeps nobody out
 local head = redis.call('ZRANGE', queue, 0, 0)[1]
 if head then
   local gone = redis.call('ZRANGEBYSCORE', places, '-inf', now)

@@ -3,7 +3,8 @@
 -- in series, the woken writer's EVALSHA reaching Redis ~470 µs after the release): it is told
 -- "<id> <token>", with " !" if others wait (see contend), and needs no further round trip.  Its
 -- hold lasts as long as its place did, a deadline its client set with its own lease and still
--- counts on.  Waiting readers are told "*" and try again.
+-- counts on.  If no writer waits, every waiting reader is granted a read hold the same way, and
+-- told "<id> 0" (with cohorts, one reader per client that waits).
 if freed and not w then
   if head then
     if redis.call('EXISTS', holders) == 0 then
@@ -17,10 +18,14 @@ if freed and not w then
       redis.call('PUBLISH', channel .. ':' .. string.match(head, '^[^:]*'), told)
     end
   elseif readersMayGo then
-    local clients = redis.call('SMEMBERS', readers)
-    if #clients > 0 then
+    local waiting = redis.call('ZRANGE', readers, 0, -1, 'WITHSCORES')
+    if #waiting > 0 then
       redis.call('DEL', readers)
-      for i = 1, #clients do redis.call('PUBLISH', channel .. ':' .. clients[i], '*') end
+      for i = 1, #waiting, 2 do
+        local reader = waiting[i]
+        redis.call('ZADD', holders, waiting[i + 1], reader)
+        redis.call('PUBLISH', channel .. ':' .. string.match(reader, '^[^:]*'), reader .. ' 0')
+      end
     end
   end
 end

@@ -2,7 +2,7 @@
 -- before: then with a new lease).
 -- KEYS: h w q p n r (see _prelude.lua).  ARGV: channel, lease (ms), id.
 -- Reply: 1 when granted; else minus one minus the ms until the earliest lease ends (0 if none),
--- and the reader waits to be told "*".
+-- and the reader waits, with a place in r, to be told "<id> 0".
 --#include prelude
 local id = ARGV[3]
 --#include now
@@ -13,9 +13,10 @@ if redis.call('EXISTS', writer, queue) == 0 then
 end
 --#include sweep
 if not redis.call('ZSCORE', holders, id) and (w or head) then
-  if redis.call('SADD', readers, string.match(id, '^[^:]*')) == 1 and w then contend(w) end
+  if redis.call('ZADD', readers, now + lease, id) == 1 and w then contend(w) end
   result = wait()
 else
+  redis.call('ZREM', readers, id)
   redis.call('ZADD', holders, now + lease, id)
   result = 1
 end

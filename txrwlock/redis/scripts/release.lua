@@ -1,5 +1,5 @@
--- release: drop the hold of id (side "a": a read or write hold, or the waiting writer's place;
--- side "w": the write hold only).  For a release, a cancel, an acquire given up.
+-- release: drop the hold of id (side "a": a read or write hold, or a waiter's place; side "w":
+-- the write hold only).  For a release, a cancel, an acquire given up.
 -- KEYS: h w q p n r (see _prelude.lua).  ARGV: channel, lease (ms, unused), side, id.
 -- Reply: 1 if id held, else 0.
 --#include prelude
@@ -14,9 +14,13 @@ freed = result == 1
 if redis.call('EXISTS', queue, readers) == 0 then return result end
 --#include now
 --#include sweep
-if side == 'a' and result == 0 and head and redis.call('ZREM', queue, id) == 1 then
-  redis.call('ZREM', places, id)
-  freed, readersMayGo = true, true
-  head = redis.call('ZRANGE', queue, 0, 0)[1]
+if side == 'a' and result == 0 then
+  -- A waiter given up: a reader's place, which keeps nobody out, or a writer's.
+  redis.call('ZREM', readers, id)
+  if head and redis.call('ZREM', queue, id) == 1 then
+    redis.call('ZREM', places, id)
+    freed, readersMayGo = true, true
+    head = redis.call('ZRANGE', queue, 0, 0)[1]
+  end
 end
 --#include tell

@@ -13,6 +13,8 @@ for i = 3, #ARGV do
     redis.call('ZADD', holders, now + lease, ARGV[i])
   elseif redis.call('ZSCORE', places, ARGV[i]) then
     redis.call('ZADD', places, now + lease, ARGV[i])
+  elseif redis.call('ZSCORE', readers, ARGV[i]) then
+    redis.call('ZADD', readers, now + lease, ARGV[i])
   else
     table.insert(result, ARGV[i])
   end
