@@ -143,6 +143,25 @@ class SharedHoldTests(TxTestCase):
         self.assertEqual(tried, [None])
         self.assertTrue(self.hold.local.tryWriterAcquire())
 
+    def test_waitDuringTry(self) -> None:
+        """
+        A reader that waits, coming while a try takes the remote hold, does not share the try's
+        answer: if refused, it takes its own; if granted, it shares the grant.
+        """
+        for answer in (None, 0):
+            tried = _result(self.hold.acquire(False, False))
+            waiting = _result(self.hold.acquire(False, True))
+            self.remote.takes[-1][2].callback(answer)
+            self.assertEqual(tried, [answer])
+            if answer is None:
+                self.assertEqual(self.remote.takes[-1][:2], (False, True))
+                self.remote.takes[-1][2].callback(0)
+            else:
+                self.hold.release(False)
+            self.assertEqual(waiting, [0])
+            self.hold.release(False)
+            self.assertIsNone(self.hold.writing)
+
     def test_downgrade(self) -> None:
         """
         A downgrade the store did lets the local readers first in line share the read hold; one

@@ -56,13 +56,14 @@ class SharedHold(Generic[_T]):
     #   - _mode is None when this object neither holds nor takes a remote hold, else whether that
     #     hold writes.
     #   - _taking is the remote acquire in flight, or None; then _joiners are the local holders
-    #     waiting for it (dropping those cancelled), and _sharers is 0.
+    #     waiting for it (dropping those cancelled), and _sharers is 0; _takeWaits is whether it
+    #     waits (else it is a try, whose joiner is the one trying).
     #   - Else _sharers is the number of local holds that share the remote hold (1 for a writer),
     #     and _value is what the grant fired with (a writer's fencing token).  _passing is the
     #     value of the next local writer while a leaving writer offers it the hold (within
     #     release), else None.
     #   - _next are the local holders waiting for the remote hold to be given back, to take the
-    #     next one: readers who found it contended, or being passed on.
+    #     next one (readers who found it contended, or being passed on), or for a try's answer.
     #   - _contended: a client of the store waits for the remote hold (or may: messages were
     #     missed); reset when a remote acquire starts.
     #   - The local lock's holders are the _sharers, the _joiners and the _next: one whose remote
@@ -88,6 +89,7 @@ class SharedHold(Generic[_T]):
         self.local = TxReadersWriterLock(fair=True)
         self._mode: bool | None = None
         self._taking: Deferred[_T | None] | None = None
+        self._takeWaits = True
         # Dicts, as ordered sets: a cancel removes its joiner in O(1).
         self._joiners: dict[Deferred[_T | None], None] = {}
         self._next: dict[Deferred[_T | None], None] = {}
@@ -234,8 +236,11 @@ class SharedHold(Generic[_T]):
             return joined
         if self._taking is not None:
             # Those that come while it is taken share its grant: the store granted nobody else
-            # in between.  (The local lock lets in only the taker's mode meanwhile.)
-            return self._wait(self._joiners) if queue else succeed(None)
+            # in between.  (The local lock lets in only the taker's mode meanwhile.)  But a try
+            # may be refused: who waits, waits for its answer.
+            if not queue:
+                return succeed(None)
+            return self._wait(self._joiners if self._takeWaits else self._next)
         if writer and self._passing is not None:
             self._sharers = 1
             self._value = self._passing
@@ -254,6 +259,7 @@ class SharedHold(Generic[_T]):
         self._contended = False
         self._joiners.update(self._next)
         self._next = {}
+        self._takeWaits = queue
         self._taking = self._take(writer, queue)
         self._taking.addBoth(self._taken)
 
@@ -287,9 +293,14 @@ class SharedHold(Generic[_T]):
         # failed, here or in take()'s canceller (which gives back a grant that crossed it).
         if result is None or isinstance(result, Failure):
             self._mode = None
+            if self._next:
+                self._start(False, True)  # readers that came during a try take their own
         else:
-            self._sharers = len(joiners)
             self._value = result
+            if not self._contended:
+                joiners += self._next  # readers that came during a try share its grant
+                self._next = {}
+            self._sharers = len(joiners)
         for joined in joiners:
             joined.callback(result)  # a Failure errbacks
 
