@@ -129,12 +129,16 @@ class SharedHold(Generic[_T]):
         @return: a L{Deferred} of the grant's value; L{None} if C{not queue} and the hold was not
             taken at once.  Cancelling it gives up the wait, local or remote.
         """
-        if not queue:
-            local = self.local
-            if not (local.tryWriterAcquire() if writer else local.tryReaderAcquire()):
-                return succeed(None)
+        local = self.local
+        if local.tryWriterAcquire() if writer else local.tryReaderAcquire():
+            # Let in at once: without the local acquire's Deferred (the uncontended pair's
+            # CPU time: 4 Deferreds fired instead of 5).
+            if queue:
+                return self._join(writer, True).addErrback(self._leave, writer)
             return self._join(writer, False).addBoth(self._keepIfTaken, writer)
-        waiting = self.local.writerAcquire() if writer else self.local.readerAcquire()
+        if not queue:
+            return succeed(None)
+        waiting = local.writerAcquire() if writer else local.readerAcquire()
         if queued is not None and not waiting.called:
             queued()
         return waiting.addCallback(self._joinOrLeave, writer)
