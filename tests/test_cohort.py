@@ -41,6 +41,15 @@ class _Remote:
         return succeed(True)
 
 
+def _acquire(hold: SharedHold[int], writer: bool, queue: bool) -> Deferred[int | None]:
+    """
+    Acquire a hold of C{hold}, as a lock does: through a L{Deferred} whose cancel cancels it.
+    """
+    d: Deferred[int | None] = Deferred(hold.cancel)
+    hold.acquire(writer, queue, d)
+    return d
+
+
 def _result(d: Deferred[int | None]) -> list[object]:
     results: list[object] = []
     d.addBoth(results.append)
@@ -61,14 +70,14 @@ class SharedHoldTests(TxTestCase):
         The first reader takes the remote read hold; readers coming while it is taken wait for
         the same grant; later ones join at once; the last to leave gives it back.
         """
-        first, second = _result(self.hold.acquire(False, True)), None
-        second = _result(self.hold.acquire(False, True))
+        first, second = _result(_acquire(self.hold, False, True)), None
+        second = _result(_acquire(self.hold, False, True))
         self.assertEqual(len(self.remote.takes), 1)
         self.assertEqual((first, second), ([], []))
         self.remote.takes[0][2].callback(0)
         self.assertEqual((first, second), ([0], [0]))
-        self.assertEqual(_result(self.hold.acquire(False, True)), [0])
-        self.assertEqual(_result(self.hold.acquire(False, False)), [0])
+        self.assertEqual(_result(_acquire(self.hold, False, True)), [0])
+        self.assertEqual(_result(_acquire(self.hold, False, False)), [0])
         self.assertEqual(len(self.remote.takes), 1)
         for _ in range(3):
             self.assertEqual(_result(self.hold.release(False)), [None])
@@ -82,10 +91,10 @@ class SharedHoldTests(TxTestCase):
         A writer waits in the local lock for the readers, and takes the remote write hold after
         their give-back; a second writer waits for the first's give-back.
         """
-        self.hold.acquire(False, True)
+        _acquire(self.hold, False, True)
         self.remote.takes[0][2].callback(0)
-        writing = _result(self.hold.acquire(True, True))
-        second = _result(self.hold.acquire(True, True))
+        writing = _result(_acquire(self.hold, True, True))
+        second = _result(_acquire(self.hold, True, True))
         self.assertEqual(len(self.remote.takes), 1)
         self.hold.release(False)
         self.assertEqual(self.remote.gives, [False])
@@ -103,8 +112,8 @@ class SharedHoldTests(TxTestCase):
         A reader cancelled while the remote hold is taken for it and another leaves the take
         alone; when the last is cancelled, the take is cancelled, and the local lock is free.
         """
-        first = self.hold.acquire(False, True)
-        second = self.hold.acquire(False, True)
+        first = _acquire(self.hold, False, True)
+        second = _acquire(self.hold, False, True)
         first.cancel()
         self.assertEqual(self.remote.cancelled, 0)
         second.cancel()
@@ -118,8 +127,8 @@ class SharedHoldTests(TxTestCase):
         """
         A failed take fails every reader waiting for it and frees the local lock.
         """
-        first = _result(self.hold.acquire(False, True))
-        second = _result(self.hold.acquire(False, True))
+        first = _result(_acquire(self.hold, False, True))
+        second = _result(_acquire(self.hold, False, True))
         self.remote.takes[0][2].errback(ZeroDivisionError())
         for results in (first, second):
             self.assertTrue(results[0].check(ZeroDivisionError))  # type: ignore[attr-defined]
@@ -131,13 +140,13 @@ class SharedHoldTests(TxTestCase):
         A try that the local lock refuses, or that would wait for another's take, gets L{None}
         at once; one the store refuses gives the local lock back.
         """
-        self.hold.acquire(False, True)
-        self.assertEqual(_result(self.hold.acquire(True, False)), [None])
-        self.assertEqual(_result(self.hold.acquire(False, False)), [None])
+        _acquire(self.hold, False, True)
+        self.assertEqual(_result(_acquire(self.hold, True, False)), [None])
+        self.assertEqual(_result(_acquire(self.hold, False, False)), [None])
         self.assertEqual(len(self.remote.takes), 1)
         self.remote.takes[0][2].callback(0)
         self.hold.release(False)
-        tried = _result(self.hold.acquire(True, False))
+        tried = _result(_acquire(self.hold, True, False))
         self.assertEqual(self.remote.takes[1][:2], (True, False))
         self.remote.takes[1][2].callback(None)
         self.assertEqual(tried, [None])
@@ -149,8 +158,8 @@ class SharedHoldTests(TxTestCase):
         answer: if refused, it takes its own; if granted, it shares the grant.
         """
         for answer in (None, 0):
-            tried = _result(self.hold.acquire(False, False))
-            waiting = _result(self.hold.acquire(False, True))
+            tried = _result(_acquire(self.hold, False, False))
+            waiting = _result(_acquire(self.hold, False, True))
             self.remote.takes[-1][2].callback(answer)
             self.assertEqual(tried, [answer])
             if answer is None:
@@ -167,9 +176,9 @@ class SharedHoldTests(TxTestCase):
         A downgrade the store did lets the local readers first in line share the read hold; one
         it could not do (the hold was gone) gives the local lock back.
         """
-        self.hold.acquire(True, True)
+        _acquire(self.hold, True, True)
         self.remote.takes[0][2].callback(5)
-        reading = _result(self.hold.acquire(False, True))
+        reading = _result(_acquire(self.hold, False, True))
         self.assertEqual(_result(self.hold.downgrade(lambda: succeed(0))), [0])
         self.assertEqual(reading, [0])
         self.assertIs(self.hold.writing, False)
@@ -178,7 +187,7 @@ class SharedHoldTests(TxTestCase):
         self.hold.release(False)
         self.assertEqual(self.remote.gives, [False])
 
-        self.hold.acquire(True, True)
+        _acquire(self.hold, True, True)
         self.remote.takes[1][2].callback(6)
         self.assertEqual(_result(self.hold.downgrade(lambda: succeed(None))), [None])
         self.assertIsNone(self.hold.writing)
@@ -190,7 +199,7 @@ class SharedHoldTests(TxTestCase):
         made is given back, one the store could not make is not, and the local lock is free.
         """
         for value in (0, None):
-            self.hold.acquire(True, True)
+            _acquire(self.hold, True, True)
             self.remote.takes[-1][2].callback(5)
             downgrading: Deferred[int | None] = Deferred()
 
@@ -233,28 +242,28 @@ class CohortTests(TxTestCase):
         leave and give the hold back, then takes the next one.  The next hold starts
         uncontended.
         """
-        self.hold.acquire(False, True)
+        _acquire(self.hold, False, True)
         self.remote.takes[0][2].callback(0)
         self.hold.contend()
-        later = _result(self.hold.acquire(False, True))
+        later = _result(_acquire(self.hold, False, True))
         self.assertEqual((later, self.remote.log), ([], ["take"]))
         self.hold.release(False)
         self.assertEqual(self.remote.log, ["take", "give", "take"])
         self.assertEqual(self.remote.takes[1][:2], (False, True))
         self.remote.takes[1][2].callback(0)
         self.assertEqual(later, [0])
-        self.assertEqual(_result(self.hold.acquire(False, True)), [0])
-        self.assertEqual(_result(self.hold.acquire(False, False)), [0])
+        self.assertEqual(_result(_acquire(self.hold, False, True)), [0])
+        self.assertEqual(_result(_acquire(self.hold, False, False)), [0])
         self.assertEqual(len(self.remote.takes), 2)
 
     def test_contendedTry(self) -> None:
         """
         A try finds a contended read hold taken: L{None}, and the local lock given back.
         """
-        self.hold.acquire(False, True)
+        _acquire(self.hold, False, True)
         self.remote.takes[0][2].callback(0)
         self.hold.contend()
-        self.assertEqual(_result(self.hold.acquire(False, False)), [None])
+        self.assertEqual(_result(_acquire(self.hold, False, False)), [None])
         self.hold.release(False)
         self.assertTrue(self.hold.local.tryWriterAcquire())
 
@@ -263,10 +272,10 @@ class CohortTests(TxTestCase):
         A reader waiting for the next hold, cancelled, gives the local lock back, and no hold is
         taken for it.
         """
-        self.hold.acquire(False, True)
+        _acquire(self.hold, False, True)
         self.remote.takes[0][2].callback(0)
         self.hold.contend()
-        later = self.hold.acquire(False, True)
+        later = _acquire(self.hold, False, True)
         later.cancel()
         self.assertIsInstance(_result(later)[0].value, CancelledError)  # type: ignore[attr-defined]
         self.hold.release(False)
@@ -279,7 +288,7 @@ class CohortTests(TxTestCase):
         neither giving it back nor taking it again, as long as the values allow; then it is
         given back, and taken again for the next.
         """
-        writers = [_result(self.hold.acquire(True, True)) for _ in range(6)]
+        writers = [_result(_acquire(self.hold, True, True)) for _ in range(6)]
         self.remote.takes[0][2].callback(0)
         for i in range(3):
             self.assertEqual(_result(self.hold.release(True)), [None])
@@ -301,8 +310,8 @@ class CohortTests(TxTestCase):
         writer (behind the client that waits).  Nor is a lost one.
         """
         for lost in (False, True):
-            first = self.hold.acquire(True, True)
-            second = _result(self.hold.acquire(True, True))
+            first = _acquire(self.hold, True, True)
+            second = _result(_acquire(self.hold, True, True))
             self.remote.takes[-1][2].callback(8)
             self.assertEqual(_result(first), [8])
             if lost:
@@ -321,9 +330,9 @@ class CohortTests(TxTestCase):
         Readers let in as a writer leaves do not share its write hold: they take a read hold
         once it is given back, in that order.
         """
-        self.hold.acquire(True, True)
+        _acquire(self.hold, True, True)
         self.remote.takes[0][2].callback(0)
-        readers = [_result(self.hold.acquire(False, True)) for _ in range(2)]
+        readers = [_result(_acquire(self.hold, False, True)) for _ in range(2)]
         self.hold.release(True)
         self.assertEqual(self.remote.log, ["take", "give", "take"])
         self.assertEqual(self.remote.takes[1][:2], (False, True))

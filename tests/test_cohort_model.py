@@ -29,6 +29,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.test_cohort import _acquire
 from tests.test_model import _profile
 from txrwlock._cohort import SharedHold
 
@@ -130,7 +131,7 @@ class CohortMachine(RuleBasedStateMachine):
     @rule(writer=st.booleans(), queue=st.booleans())
     def acquire(self, writer: bool, queue: bool) -> None:
         takes, holders = self.store.takes, len(self.holders)
-        self._track(_Acquire(writer, self.hold.acquire(writer, queue)))
+        self._track(_Acquire(writer, _acquire(self.hold, writer, queue)))
         joined = self.store.takes == takes and len(self.holders) > holders
         if joined and not writer and self.contended:
             raise AssertionError("a reader joined a contended hold")

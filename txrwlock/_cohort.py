@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
-from txrwlock._remote import _RemoteLock
+from txrwlock._remote import _ignore, _RemoteLock
 from txrwlock.txrwlock import TxReadersWriterLock
 
 __all__: list[str] = []
@@ -66,8 +66,9 @@ class SharedHold(Generic[_T]):
     #     next one (readers who found it contended, or being passed on), or for a try's answer.
     #   - _contended: a client of the store waits for the remote hold (or may: messages were
     #     missed); reset when a remote acquire starts.
-    #   - The local lock's holders are the _sharers, the _joiners and the _next: one whose remote
-    #     part fails, or whose try the store refuses, gives its local hold back before it is told.
+    #   - The local lock's holders are the _sharers, the _joiners and the _next; its waiters are
+    #     the _letting.  One whose remote part fails, whose try the store refuses, or who is
+    #     cancelled, gives its local hold back before it is told.
 
     def __init__(
         self,
@@ -92,6 +93,8 @@ class SharedHold(Generic[_T]):
         self._takeWaits = True
         # Dicts, as ordered sets: a cancel removes its joiner in O(1).
         self._joiners: dict[Deferred[_T | None], None] = {}
+        # The acquires the local lock makes wait, with their waits.
+        self._letting: dict[Deferred[_T | None], Deferred[Any]] = {}
         self._next: dict[Deferred[_T | None], None] = {}
         self._sharers = 0
         self._value: _T | None = None
@@ -120,28 +123,52 @@ class SharedHold(Generic[_T]):
         self._contended = True
 
     def acquire(
-        self, writer: bool, queue: bool, queued: Callable[[], object] | None = None
-    ) -> Deferred[_T | None]:
+        self,
+        writer: bool,
+        queue: bool,
+        joined: Deferred[_T | None],
+        queued: Callable[[], object] | None = None,
+    ) -> None:
         """
-        Acquire a hold: the local lock's, then the remote one's, or a share of it.
+        Acquire a hold: the local lock's, then the remote one's, or a share of it; fire
+        C{joined} with the grant's value, or L{None} if C{not queue} and the hold was not taken
+        at once, or a failure.  The caller makes C{joined}, with its callbacks (so that one
+        L{Deferred} per acquire carries it: the uncontended pair's CPU time), and a canceller
+        that calls L{cancel}.  It may fire before this returns.
 
         @param queued: called, before this returns, if the local lock makes the acquire wait.
-        @return: a L{Deferred} of the grant's value; L{None} if C{not queue} and the hold was not
-            taken at once.  Cancelling it gives up the wait, local or remote.
         """
         local = self.local
         if local.tryWriterAcquire() if writer else local.tryReaderAcquire():
-            # Let in at once: without the local acquire's Deferred (the uncontended pair's
-            # CPU time: 4 Deferreds fired instead of 5).
-            if queue:
-                return self._join(writer, True).addErrback(self._leave, writer)
-            return self._join(writer, False).addBoth(self._keepIfTaken, writer)
-        if not queue:
-            return succeed(None)
-        waiting = local.writerAcquire() if writer else local.readerAcquire()
-        if queued is not None and not waiting.called:
-            queued()
-        return waiting.addCallback(self._joinOrLeave, writer)
+            self._join(writer, queue, joined)
+        elif not queue:
+            joined.callback(None)
+        else:
+            waiting = local.writerAcquire() if writer else local.readerAcquire()
+            if queued is not None:
+                queued()
+            self._letting[joined] = waiting
+            waiting.addCallbacks(self._letIn, _ignore, (writer, joined))
+
+    def cancel(self, joined: Deferred[_T | None]) -> None:
+        """
+        Give up the acquire of C{joined}, which has not fired: its wait in the local lock, or
+        its share of the remote hold being taken (cancelled if nobody else wants it), or its
+        wait for the next.  Its local hold, if any, is given back.
+        """
+        waiting = self._letting.pop(joined, None)
+        if waiting is not None:
+            waiting.cancel()
+        elif joined in self._next:
+            del self._next[joined]
+            self._localRelease(False)
+        else:
+            writer = bool(self._mode)
+            del self._joiners[joined]
+            if not self._joiners and self._taking is not None:
+                self._taking.cancel()  # nobody wants it any more
+            # After the take is cancelled: whoever the local lock lets in now takes anew.
+            self._localRelease(writer)
 
     def release(self, writer: bool) -> Deferred[Any]:
         """
@@ -209,19 +236,13 @@ class SharedHold(Generic[_T]):
 
         return remote().addCallback(done)
 
-    def _joinOrLeave(self, _: object, writer: bool) -> Deferred[_T | None]:
-        # The local lock is held from here: if the remote part fails, or is cancelled, give it
-        # back.
-        return self._join(writer, True).addErrback(self._leave, writer)
+    def _letIn(self, _: object, writer: bool, joined: Deferred[_T | None]) -> None:
+        del self._letting[joined]
+        self._join(writer, True, joined)
 
-    def _leave(self, failure: Failure, writer: bool) -> Failure:
+    def _refuse(self, writer: bool, joined: Deferred[_T | None]) -> None:
         self._localRelease(writer)
-        return failure
-
-    def _keepIfTaken(self, result: _T | Failure | None, writer: bool) -> _T | Failure | None:
-        if result is None or isinstance(result, Failure):
-            self._localRelease(writer)
-        return result
+        joined.callback(None)
 
     def _localRelease(self, writer: bool) -> None:
         if writer:
@@ -229,31 +250,33 @@ class SharedHold(Generic[_T]):
         else:
             self.local.readerRelease()
 
-    def _join(self, writer: bool, queue: bool) -> Deferred[_T | None]:
+    def _join(self, writer: bool, queue: bool, joined: Deferred[_T | None]) -> None:
         """
         Share the remote hold of this object, or the one being taken; take one if there is
-        none; or wait for the next, if this one may not be shared.
+        none; or wait for the next, if this one may not be shared.  The local lock is held.
         """
         if self._mode is None:
-            joined = self._wait(self._joiners)
+            self._joiners[joined] = None
             self._start(writer, queue)
-            return joined
-        if self._taking is not None:
+        elif self._taking is not None:
             # Those that come while it is taken share its grant: the store granted nobody else
             # in between.  (The local lock lets in only the taker's mode meanwhile.)  But a try
             # may be refused: who waits, waits for its answer.
             if not queue:
-                return succeed(None)
-            return self._wait(self._joiners if self._takeWaits else self._next)
-        if writer and self._passing is not None:
+                self._refuse(writer, joined)
+            else:
+                (self._joiners if self._takeWaits else self._next)[joined] = None
+        elif writer and self._passing is not None:
             self._sharers = 1
-            self._value = self._passing
-            self._passing = None
-            return succeed(self._value)
-        if not writer and self._mode is False and not self._contended:
+            self._value, self._passing = self._passing, None
+            joined.callback(self._value)
+        elif not writer and self._mode is False and not self._contended:
             self._sharers += 1  # a writer holds the local lock alone: a reader joins readers
-            return succeed(self._value)
-        return self._wait(self._next) if queue else succeed(None)
+            joined.callback(self._value)
+        elif queue:
+            self._next[joined] = None
+        else:
+            self._refuse(writer, joined)
 
     def _start(self, writer: bool, queue: bool) -> None:
         """
@@ -266,19 +289,6 @@ class SharedHold(Generic[_T]):
         self._takeWaits = queue
         self._taking = self._take(writer, queue)
         self._taking.addBoth(self._taken)
-
-    def _wait(self, among: dict[Deferred[_T | None], None]) -> Deferred[_T | None]:
-        joined: Deferred[_T | None] = Deferred(self._unjoin)
-        among[joined] = None
-        return joined
-
-    def _unjoin(self, joined: Deferred[_T | None]) -> None:
-        if joined in self._next:
-            del self._next[joined]
-            return
-        del self._joiners[joined]
-        if not self._joiners and self._taking is not None:
-            self._taking.cancel()  # nobody wants it any more
 
     def _giveBack(self, writer: bool) -> Deferred[Any]:
         """
@@ -295,18 +305,25 @@ class SharedHold(Generic[_T]):
         joiners, self._joiners = list(self._joiners), {}
         # Never a grant with no joiners: the last one's cancel cancelled the take, which then
         # failed, here or in take()'s canceller (which gives back a grant that crossed it).
-        if result is None or isinstance(result, Failure):
-            self._mode = None
-            if self._next:
-                self._start(False, True)  # readers that came during a try take their own
-        else:
+        if result is not None and not isinstance(result, Failure):
             self._value = result
             if not self._contended:
                 joiners += self._next  # readers that came during a try share its grant
                 self._next = {}
             self._sharers = len(joiners)
+            for joined in joiners:
+                joined.callback(result)
+            return
+        writer, self._mode = bool(self._mode), None
+        if self._next:
+            self._start(False, True)  # readers that came during a try take their own
         for joined in joiners:
-            joined.callback(result)  # a Failure errbacks
+            # The local hold goes back before the acquire hears.
+            self._localRelease(writer)
+            if result is None:
+                joined.callback(None)  # a try, refused
+            else:
+                joined.errback(result)
 
 
 class _CohortLock(_RemoteLock):
@@ -413,50 +430,47 @@ class _CohortLock(_RemoteLock):
     def _acquire(self, writer: bool, queue: bool) -> Deferred[Any]:
         if self._closed():
             return fail(self._closedError())
+        d: Deferred[Any] = Deferred(self._cancel)
+        d.addCallback(self._acquired, writer, queue, d)
         waits = self._waits
-        inner = self._hold.acquire(writer, queue, self._queued)
-        if inner.called and not inner.paused:
-            # Granted (sharing this object's read hold), or refused, at once.
-            return inner.addCallback(self._acquired, writer, queue)
-        # A Deferred of its own, not called until granted (the local lock's grant fires the
-        # inner one, which then waits for the store's).
-        d: Deferred[Any] = Deferred(lambda d: self._cancel(d, inner))
+        self._hold.acquire(writer, queue, d, self._queued)
+        if d.called:
+            return d  # granted (sharing this object's hold), or refused, at once
         # The local lock queued it if it called self._queued, which counted it.
         self._waiting[d] = self._waits > waits
-        inner.addCallback(self._acquired, writer, queue, d).chainDeferred(d)
         return d.addBoth(self._stopWaiting, d)
 
     def _stopWaiting(self, result: object, d: Deferred[Any]) -> object:
         self._waiting.pop(d, None)
         return result
 
-    def _acquired(
-        self, value: _Grant | None, writer: bool, queue: bool, d: Deferred[Any] | None = None
-    ) -> Any:
+    def _acquired(self, value: _Grant | None, writer: bool, queue: bool, d: Deferred[Any]) -> Any:
         """
-        The acquire of Deferred C{d} (L{None}: one that did not wait for its answer) was
-        answered: granted C{value}, or, a try, refused.
+        The acquire of Deferred C{d} was answered: granted C{value}, or, a try, refused.
         """
         if value is None:
             return False  # a try, not taken
         token, queued = value
-        waited = d is not None and (self._waiting[d] or queued)
-        if d is not None and queued and not self._waiting[d]:
-            self._queued()
+        counted = self._waiting.get(d)
+        if counted is None:  # answered before _acquire returned
+            self._granted(f"{self._ids}", writer, token, self._leaseStart())
+        else:
+            if queued and not counted:
+                self._queued()
+            self._granted(f"{self._ids}", writer, token, self._leaseStart(), d, counted or queued)
         self._ids += 1
-        self._granted(f"{self._ids}", writer, token, self._leaseStart(), d, waited)
         return self if queue else True
 
-    def _cancel(self, d: Deferred[Any], inner: Deferred[Any]) -> None:
+    def _cancel(self, d: Deferred[Any]) -> None:
         """
-        Cancel the acquire of Deferred C{d}, still waiting, whose wait is C{inner}.
+        Cancel the acquire of Deferred C{d}, still waiting.
         """
         # Whether a cancelled acquire had queued in the store, a store may not say: counted as
         # queued, for waits never to be fewer than cancellations.
         if not self._waiting[d]:
             self._queued()
         self._cancelled(d)
-        inner.cancel()
+        self._hold.cancel(d)
 
     # Releasing
 
