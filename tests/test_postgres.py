@@ -28,8 +28,16 @@ from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
+from tests.backendapi import (
+    BackendApiMixin,
+    _bounded,
+    _deferred,
+    _holdersAndWaiters,
+    _sleep,
+    _until,
+)
 from tests.pgserver import PostgresServer, requirePostgres
-from tests.test_redis import _bounded, _deferred, _holdersAndWaiters, _sleep, _until, _Worker
+from tests.test_redis import _Worker
 from txrwlock import LockNotHeldError, LockStatistics, TxTestCase
 from txrwlock._ports import freeLoopbackPort
 from txrwlock.postgres import (
@@ -134,20 +142,6 @@ class _PostgresTestCase(TxTestCase):
         await _sleep(0.1)
         return await lock.statistics()
 
-    async def queued(self, lock: PostgresReadersWriterLock, waiters: int) -> None:
-        """
-        Wait until C{waiters} sessions wait in PostgreSQL's queue for C{lock}'s name: an
-        acquire's first statement may open its session first, which takes a while under load.
-        """
-        deadline = reactor.seconds() + 10
-        while True:
-            stats = await lock.statistics()
-            if stats.readersWaiting + stats.writersWaiting >= waiters:
-                return
-            if reactor.seconds() > deadline:
-                raise TimeoutError(f"{waiters} waiters never queued: {stats}")
-            await _sleep(0.02)
-
     def spawn(self, mode: str, name: str, lease: float, arg: float) -> _Worker:
         """
         Start a worker, killed after the test if still running.
@@ -168,10 +162,17 @@ class _PostgresTestCase(TxTestCase):
         return worker
 
 
-class ClientsTests(_PostgresTestCase):
+class ClientsTests(_PostgresTestCase, BackendApiMixin):
     """
-    Several clients of one lock in one process: the policy and API of the local lock.
+    Several clients of one lock in one process: the policy and API of the local lock; those of
+    the scenarios that are not PostgreSQL's own are L{tests.backendapi}'s.
     """
+
+    fair = True
+    oneReadHold = True
+    tokensAcrossNames = True
+    # A grant is a round trip on a session that may still be opening: a cancel may cross either.
+    crossingDelays = (0.0, 0.002, 0.01)
 
     @_deferred
     async def test_exclusion(self) -> None:

@@ -17,20 +17,24 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Coroutine
-from functools import wraps
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from twisted.internet import reactor as _reactor
-from twisted.internet import task
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, gatherResults, succeed
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
+from tests.backendapi import BackendApiMixin, _gather
+from tests.backendapi import _bounded as _bounded
+from tests.backendapi import _deferred as _deferred
+from tests.backendapi import _holdersAndWaiters as _holdersAndWaiters
+from tests.backendapi import _sleep as _sleep
+from tests.backendapi import _until as _until
 from tests.redisserver import RedisServer, requireRedis
 from txrwlock import LockNotHeldError, LockStatistics, TxTestCase
 from txrwlock.redis import (
@@ -42,48 +46,9 @@ from txrwlock.redis import (
     connect,
 )
 
-_Case = TypeVar("_Case", bound=TxTestCase)
-
 reactor: Any = _reactor
 _WORKER = str(Path(__file__).with_name("redisworker.py"))
 _ROOT = str(Path(__file__).resolve().parent.parent)
-
-
-def _deferred(
-    f: Callable[[_Case], Coroutine[Any, Any, None]],
-) -> Callable[[_Case], Deferred[None]]:
-    """
-    Run an C{async def} test method as a Deferred, which trial waits for on every Twisted we
-    support.
-    """
-
-    @wraps(f)
-    def test(self: _Case) -> Deferred[None]:
-        return Deferred.fromCoroutine(f(self))
-
-    return test
-
-
-def _holdersAndWaiters(stats: LockStatistics) -> tuple[int, bool, int, int]:
-    """
-    @return: the holders and waiters of C{stats}, without the counters (tested apart).
-    """
-    return stats.readers, stats.writing, stats.readersWaiting, stats.writersWaiting
-
-
-def _sleep(seconds: float) -> Deferred[None]:
-    return task.deferLater(reactor, seconds, lambda: None)
-
-
-async def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    """
-    Wait until C{condition()} holds, checking every 20 ms; fail after C{seconds}.
-    """
-    deadline = reactor.seconds() + seconds
-    while not condition():
-        if reactor.seconds() > deadline:
-            raise TimeoutError(f"still not true after {seconds} s: {condition}")
-        await _sleep(0.02)
 
 
 def _info(server: RedisServer, field: str) -> int:
@@ -105,13 +70,6 @@ def _calls(server: RedisServer, command: str) -> int:
         if line.startswith(f"cmdstat_{command}:"):
             return int(line.split("calls=")[1].split(",")[0])
     return 0
-
-
-def _bounded(d: Deferred[Any], seconds: float = 10.0) -> Deferred[Any]:
-    """
-    C{d}, failing with L{defer.TimeoutError} if it has not fired within C{seconds}.
-    """
-    return d.addTimeout(seconds, IReactorTime(reactor))
 
 
 class ImportTests(TxTestCase):
@@ -204,10 +162,6 @@ class _Worker(ProcessProtocol):
         self.ended.callback(None)
 
 
-async def _gather(coroutines: list[Coroutine[Any, Any, None]]) -> None:
-    await gatherResults([Deferred.fromCoroutine(c) for c in coroutines], consumeErrors=True)
-
-
 def _stopAll(running: list[tuple[type[_RedisTestCase], RedisServer]]) -> None:
     for _, server in running:
         server.stop()
@@ -226,6 +180,7 @@ class _RedisTestCase(TxTestCase):
     _running: ClassVar[list[tuple[type[_RedisTestCase], RedisServer]]] = []
 
     def setUp(self) -> None:
+        self.names = 0
         running = _RedisTestCase._running
         if running and running[0][0] is type(self):
             self.server = running[0][1]
@@ -245,6 +200,13 @@ class _RedisTestCase(TxTestCase):
         self.server = RedisServer(requireRedis(self), self.mktemp(), *self.options)
         running.append((type(self), self.server))
         self.server.start()
+
+    def name(self) -> str:
+        """
+        A lock name not used before in this test.
+        """
+        self.names += 1
+        return f"lock{self.names}"
 
     async def connect(self) -> RedisLocks:
         """
@@ -287,10 +249,15 @@ class _RedisTestCase(TxTestCase):
         return worker
 
 
-class ClientsTests(_RedisTestCase):
+class ClientsTests(_RedisTestCase, BackendApiMixin):
     """
-    Several clients of one lock in one process: the policy and API of the local lock.
+    Several clients of one lock in one process: the policy and API of the local lock; those of
+    the scenarios that are not Redis's own are L{tests.backendapi}'s.
     """
+
+    fair = False
+    oneReadHold = False
+    tokensAcrossNames = False
 
     @_deferred
     async def test_exclusion(self) -> None:

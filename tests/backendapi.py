@@ -1,0 +1,141 @@
+"""
+The API scenarios of a lock kept in a remote store, with several clients of one lock in one
+process, written once for each backend: L{tests.test_redis} and L{tests.test_postgres} run them
+against a real server.  Also the helpers of every test that runs on the real reactor, with
+bounded waits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from functools import wraps
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from twisted.internet import reactor as _reactor
+from twisted.internet import task
+from twisted.internet.defer import Deferred, TimeoutError, gatherResults
+from twisted.internet.interfaces import IReactorTime
+
+from txrwlock import LockStatistics, TxTestCase
+
+__all__ = ["BackendApiMixin"]
+
+if TYPE_CHECKING:
+    _Base = TxTestCase
+else:
+    _Base = object
+
+_Case = TypeVar("_Case", bound=TxTestCase)
+
+reactor: Any = _reactor
+
+
+def _deferred(
+    f: Callable[[_Case], Coroutine[Any, Any, None]],
+) -> Callable[[_Case], Deferred[None]]:
+    """
+    Run an C{async def} test method as a Deferred, which trial waits for on every Twisted we
+    support.
+    """
+
+    @wraps(f)
+    def test(self: _Case) -> Deferred[None]:
+        return Deferred.fromCoroutine(f(self))
+
+    return test
+
+
+def _holdersAndWaiters(stats: LockStatistics) -> tuple[int, bool, int, int]:
+    """
+    @return: the holders and waiters of C{stats}, without the counters (tested apart).
+    """
+    return stats.readers, stats.writing, stats.readersWaiting, stats.writersWaiting
+
+
+def _sleep(seconds: float) -> Deferred[None]:
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """
+    Wait until C{condition()} holds, checking every 20 ms; fail after C{seconds}.
+    """
+    deadline = reactor.seconds() + seconds
+    while not condition():
+        if reactor.seconds() > deadline:
+            raise TimeoutError(f"still not true after {seconds} s: {condition}")
+        await _sleep(0.02)
+
+
+def _bounded(d: Deferred[Any], seconds: float = 10.0) -> Deferred[Any]:
+    """
+    C{d}, failing with L{defer.TimeoutError} if it has not fired within C{seconds}.
+    """
+    return d.addTimeout(seconds, IReactorTime(reactor))
+
+
+async def _gather(coroutines: list[Coroutine[Any, Any, None]]) -> None:
+    await gatherResults([Deferred.fromCoroutine(c) for c in coroutines], consumeErrors=True)
+
+
+class BackendApiMixin(_Base):
+    """
+    Several clients of one lock in one process: the policy and API of the local lock, across
+    clients.  A backend's test case makes the clients (L{connect}, L{clients}) and the lock
+    names (L{name}), waits for what was sent to reach the store (L{settle}), and says where its
+    backend's promises differ; it comes first among the bases, so that its methods are those
+    called.
+
+    @cvar fair: whether waiters go in in arrival order, as the local lock's C{fair=True}; else
+        waiting writers go before readers.
+    @cvar oneReadHold: whether the readers of one lock object share one read hold in the store
+        (counted once in L{LockStatistics.readers}), taken by the first and given back by the
+        last.
+    @cvar tokensAcrossNames: whether fencing tokens grow across the locks of every name, not
+        only within each.
+    @cvar crossingDelays: the delays after which L{test_cancelCrossingGrant} cancels an
+        acquire: a backend whose grant takes several steps tries a cancel within them.
+    """
+
+    fair: ClassVar[bool]
+    oneReadHold: ClassVar[bool]
+    tokensAcrossNames: ClassVar[bool]
+    crossingDelays: ClassVar[tuple[float, ...]] = (0.0,)
+
+    def name(self) -> str:
+        """
+        @return: a lock name of this test's own.
+        """
+        raise NotImplementedError()
+
+    async def connect(self) -> Any:
+        """
+        @return: a new client, disconnected after the test.
+        """
+        raise NotImplementedError()
+
+    async def clients(self, n: int, name: str, lease: float = 30.0) -> list[Any]:
+        """
+        @return: the lock C{name} in C{n} new clients.
+        """
+        raise NotImplementedError()
+
+    async def settle(self, lock: Any) -> LockStatistics:
+        """
+        Wait until what was sent so far has reached the store: a statistics round trip.
+        """
+        raise NotImplementedError()
+
+    async def queued(self, lock: Any, waiters: int) -> None:
+        """
+        Wait until C{waiters} acquires wait in the store's queue for C{lock}'s name: an
+        acquire's first command may open a connection first, which takes a while under load.
+        """
+        deadline = reactor.seconds() + 10
+        while True:
+            stats = await lock.statistics()
+            if stats.readersWaiting + stats.writersWaiting >= waiters:
+                return
+            if reactor.seconds() > deadline:
+                raise TimeoutError(f"{waiters} waiters never queued: {stats}")
+            await _sleep(0.02)
