@@ -16,7 +16,7 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred, TimeoutError, gatherResults
 from twisted.internet.interfaces import IReactorTime
 
-from txrwlock import LockStatistics, TxTestCase
+from txrwlock import LockNotHeldError, LockStatistics, TxTestCase
 
 __all__ = ["BackendApiMixin"]
 
@@ -139,3 +139,83 @@ class BackendApiMixin(_Base):
             if reactor.seconds() > deadline:
                 raise TimeoutError(f"{waiters} waiters never queued: {stats}")
             await _sleep(0.02)
+
+    @_deferred
+    async def test_misuse(self) -> None:
+        """
+        Releasing or downgrading what this object does not hold raises L{LockNotHeldError} and
+        changes nothing; bad names are refused at once.
+        """
+        locks = await self.connect()
+        name = self.name()
+        a, b = locks.lock(name), locks.lock(name)
+        await a.readerAcquire()
+        self.assertRaisesWithMessage(LockNotHeldError, "holds no write hold", a.writerRelease)
+        self.assertRaisesWithMessage(LockNotHeldError, "does not write", a.writerDowngrade)
+        self.assertRaisesWithMessage(LockNotHeldError, "holds no read hold", b.readerRelease)
+        self.assertRaisesWithMessage(LockNotHeldError, "readerRelease()", b.reader.release)
+        await a.readerRelease()
+        self.assertRaisesWithMessage(LockNotHeldError, "holds no read hold", a.readerRelease)
+        self.assertTrue(await b.tryWriterAcquire())
+        await b.writerRelease()
+        self.assertRaisesWithMessage(TypeError, "must be a string", locks.lock, b"x")
+        self.assertRaisesWithMessage(ValueError, "must not be empty", locks.lock, "")
+
+    @_deferred
+    async def test_tryAcquire(self) -> None:
+        """
+        A try takes the lock only when it can now without jumping the queue, and never waits.
+        """
+        a, b, c = await self.clients(3, self.name())
+        self.assertTrue(await a.tryReaderAcquire())
+        self.assertTrue(await b.reader.tryAcquire())
+        self.assertFalse(await b.tryWriterAcquire())
+        writing = c.writerAcquire()
+        await self.queued(a, 1)
+        self.assertFalse(await c.tryReaderAcquire())  # behind the waiting writer
+        await a.readerRelease()
+        await b.readerRelease()
+        await _bounded(writing)
+        self.assertFalse(await b.tryReaderAcquire())
+        self.assertFalse(await b.tryWriterAcquire())
+        self.assertEqual(_holdersAndWaiters(await a.statistics()), (0, True, 0, 0))
+        await c.writerRelease()
+        self.assertTrue(await a.writer.tryAcquire())
+        self.assertFalse(await b.tryReaderAcquire())
+        self.assertFalse(await b.tryWriterAcquire())
+        self.assertEqual(_holdersAndWaiters(await a.statistics()), (0, True, 0, 0))
+        await a.writerRelease()
+
+    @_deferred
+    async def test_sides(self) -> None:
+        """
+        C{async with} and C{run} on both sides release once the store has, exception or not.
+        """
+        a, b = await self.clients(2, self.name())
+        async with a.writer as lock:
+            self.assertIs(lock, a)
+            self.assertTrue(a.writer.locked)
+        self.assertFalse(a.writer.locked)
+        self.assertTrue(await b.tryWriterAcquire())
+        await b.writerRelease()
+        with self.assertRaises(ZeroDivisionError):
+            async with a.reader:
+                self.assertTrue(a.reader.locked)
+                1 / 0  # noqa: B018
+        self.assertFalse(a.reader.locked)
+
+        async def work(x: int) -> int:
+            await _sleep(0.01)
+            self.assertTrue(a.isWriting)
+            return x * 2
+
+        self.assertEqual(await a.writer.run(work, 21), 42)
+        self.assertEqual(await a.writer.run(lambda x: x * 2, 21), 42)
+        self.assertEqual(await a.reader.run(lambda: a.isReading), True)
+
+        def broken() -> None:
+            raise ZeroDivisionError()
+
+        await self.assertInlineCbRaises(ZeroDivisionError, a.writer.run, broken)
+        self.assertTrue(await b.tryWriterAcquire())
+        await b.writerRelease()
