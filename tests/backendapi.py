@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from twisted.internet import reactor as _reactor
 from twisted.internet import task
-from twisted.internet.defer import Deferred, TimeoutError, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, gatherResults
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 
 from txrwlock import LockNotHeldError, LockStatistics, TxTestCase
 
@@ -126,14 +127,16 @@ class BackendApiMixin(_Base):
         """
         raise NotImplementedError()
 
-    async def queued(self, lock: Any, waiters: int) -> None:
+    async def queued(self, waiter: Any, waiters: int) -> None:
         """
-        Wait until C{waiters} acquires wait in the store's queue for C{lock}'s name: an
-        acquire's first command may open a connection first, which takes a while under load.
+        Wait until the acquires of C{waiter} wait in the store, C{waiters} acquires of its name
+        waiting in all: this counts them in C{waiter}'s L{LockStatistics}, which show those of
+        every client.  An acquire's first command may open a connection first, which takes a
+        while under load.
         """
         deadline = reactor.seconds() + 10
         while True:
-            stats = await lock.statistics()
+            stats = await waiter.statistics()
             if stats.readersWaiting + stats.writersWaiting >= waiters:
                 return
             if reactor.seconds() > deadline:
@@ -171,7 +174,7 @@ class BackendApiMixin(_Base):
         self.assertTrue(await b.reader.tryAcquire())
         self.assertFalse(await b.tryWriterAcquire())
         writing = c.writerAcquire()
-        await self.queued(a, 1)
+        await self.queued(c, 1)
         self.assertFalse(await c.tryReaderAcquire())  # behind the waiting writer
         await a.readerRelease()
         await b.readerRelease()
@@ -219,3 +222,55 @@ class BackendApiMixin(_Base):
         await self.assertInlineCbRaises(ZeroDivisionError, a.writer.run, broken)
         self.assertTrue(await b.tryWriterAcquire())
         await b.writerRelease()
+
+    @_deferred
+    async def test_cancelWaitingWriter(self) -> None:
+        """
+        Cancelling a waiting writer, or timing it out, fails it with L{CancelledError}, takes it
+        out of the store's queue, and lets in the readers waiting behind it.
+        """
+        a, b, c = await self.clients(3, self.name())
+        await a.readerAcquire()
+        for giveUp in ("cancel", "timeout"):
+            writing = b.writerAcquire()
+            if giveUp == "timeout":
+                writing.addTimeout(0.5, IReactorTime(reactor))
+            await self.queued(b, 1)
+            reading = c.readerAcquire()
+            await self.queued(c, 2)
+            self.assertFalse(reading.called)
+            self.assertEqual(_holdersAndWaiters(await c.statistics()), (1, False, 1, 1))
+            if giveUp == "cancel":
+                writing.cancel()
+            failures: list[Failure] = []
+            await writing.addErrback(failures.append)
+            self.assertTrue(failures[0].check(CancelledError, TimeoutError))
+            await _bounded(reading, 5)
+            self.assertFalse(b.isWriting)
+            self.assertEqual(_holdersAndWaiters(await self.settle(a)), (2, False, 0, 0))
+            await c.readerRelease()
+
+    @_deferred
+    async def test_cancelCrossingGrant(self) -> None:
+        """
+        An acquire cancelled while the store grants it ends in L{CancelledError} and holds
+        nothing: the grant is given back.  Cancelled at once, it always ends so; later, after
+        one of L{crossingDelays}, it may have fired before.
+        """
+        a, b = await self.clients(2, self.name())
+        for acquire in (a.writerAcquire, a.readerAcquire, a.tryWriterAcquire):
+            for delay in self.crossingDelays:
+                d = acquire()
+                if delay:
+                    await _sleep(delay)
+                d.cancel()
+                result = await d.addErrback(lambda f: f.value)
+                if not delay:
+                    self.assertIsInstance(result, CancelledError)
+                elif not isinstance(result, CancelledError):
+                    # It fired before the cancel: it holds.
+                    await (a.readerRelease() if acquire == a.readerAcquire else a.writerRelease())
+                self.assertEqual((a.isReading, a.isWriting), (False, False))
+                self.assertEqual(_holdersAndWaiters(await self.settle(b)), (0, False, 0, 0))
+                self.assertTrue(await b.tryWriterAcquire())
+                await b.writerRelease()

@@ -23,10 +23,8 @@ from typing import Any, ClassVar
 
 import psycopg
 from twisted.internet import reactor as _reactor
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ProcessExitedAlready
-from twisted.internet.interfaces import IReactorTime
-from twisted.python.failure import Failure
 
 from tests.backendapi import (
     BackendApiMixin,
@@ -256,54 +254,6 @@ class ClientsTests(_PostgresTestCase, BackendApiMixin):
         await a.writerDowngrade()
         self.assertIsNone(a.fencingToken)
         await a.readerRelease()
-
-    @_deferred
-    async def test_cancelWaitingWriter(self) -> None:
-        """
-        Cancelling a waiting writer, or timing it out, fails it with L{CancelledError}, takes it
-        out of PostgreSQL's queue, and lets in the readers waiting behind it.
-        """
-        a, b, c = await self.clients(3, self.name())
-        await a.readerAcquire()
-        for giveUp in ("cancel", "timeout"):
-            writing = b.writerAcquire()
-            if giveUp == "timeout":
-                writing.addTimeout(0.5, IReactorTime(reactor))
-            await self.queued(a, 1)
-            reading = c.readerAcquire()
-            await self.queued(a, 2)
-            self.assertEqual(_holdersAndWaiters(await a.statistics()), (1, False, 1, 1))
-            if giveUp == "cancel":
-                writing.cancel()
-            failures: list[Failure] = []
-            await writing.addErrback(failures.append)
-            self.assertTrue(failures[0].check(CancelledError, TimeoutError))
-            await _bounded(reading, 5)
-            self.assertFalse(b.isWriting)
-            self.assertEqual(_holdersAndWaiters(await self.settle(a)), (2, False, 0, 0))
-            await c.readerRelease()
-
-    @_deferred
-    async def test_cancelCrossingGrant(self) -> None:
-        """
-        An acquire cancelled while PostgreSQL grants it ends in L{CancelledError} and holds
-        nothing: the grant is given back.
-        """
-        a, b = await self.clients(2, self.name())
-        for acquire in (a.writerAcquire, a.readerAcquire, a.tryWriterAcquire):
-            for delay in (0.0, 0.002, 0.01):
-                d = acquire()
-                if delay:
-                    await _sleep(delay)
-                d.cancel()
-                result = await d.addErrback(lambda f: f.value)
-                if not isinstance(result, CancelledError):
-                    # It fired before the cancel: it holds.
-                    await (a.readerRelease() if acquire == a.readerAcquire else a.writerRelease())
-                self.assertEqual((a.isReading, a.isWriting), (False, False))
-                self.assertEqual(_holdersAndWaiters(await self.settle(b)), (0, False, 0, 0))
-                self.assertTrue(await b.tryWriterAcquire())
-                await b.writerRelease()
 
     @_deferred
     async def test_sharedHold(self) -> None:
