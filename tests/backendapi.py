@@ -274,3 +274,158 @@ class BackendApiMixin(_Base):
                 self.assertEqual(_holdersAndWaiters(await self.settle(b)), (0, False, 0, 0))
                 self.assertTrue(await b.tryWriterAcquire())
                 await b.writerRelease()
+
+    @_deferred
+    async def test_exclusion(self) -> None:
+        """
+        A writer holds the lock alone; readers of different clients hold it together; a waiter
+        goes in when the holder releases (told by the store, not a timer: the lease is 30 s):
+        the first to arrive where L{fair}, else the writer.
+        """
+        a, b, c = await self.clients(3, self.name())
+        await a.writerAcquire()
+        self.assertTrue(a.isWriting)
+        reading = b.readerAcquire()
+        await self.queued(b, 1)
+        writing = c.writerAcquire()
+        await self.queued(c, 2)
+        self.assertEqual(_holdersAndWaiters(await b.statistics()), (0, True, 1, 1))
+        self.assertFalse(reading.called)
+        self.assertFalse(writing.called)
+        self.assertFalse(b.isReading)
+        self.assertFalse(c.isWriting)
+        await a.writerRelease()
+        self.assertFalse(a.isWriting)
+        if self.fair:
+            await _bounded(reading)
+            self.assertFalse(c.isWriting)
+            self.assertFalse(await a.tryReaderAcquire())  # behind the waiting writer
+            await b.readerRelease()
+            await _bounded(writing)
+            self.assertTrue(c.isWriting)
+            await c.writerRelease()
+            reading = b.readerAcquire()
+        else:
+            await _bounded(writing)
+            self.assertTrue(c.isWriting)
+            self.assertFalse(reading.called)
+            await c.writerRelease()
+        await _bounded(reading)
+        await _bounded(a.readerAcquire())
+        self.assertEqual((a.isReading, b.isReading), (True, True))
+        self.assertEqual(_holdersAndWaiters(await a.statistics()), (2, False, 0, 0))
+        await a.readerRelease()
+        await b.readerRelease()
+        self.assertEqual(_holdersAndWaiters(await a.statistics()), (0, False, 0, 0))
+
+    @_deferred
+    async def test_fencingTokens(self) -> None:
+        """
+        Each write acquisition of a name, by any client, waiting or tried, gets a larger fencing
+        token (and of any name, where L{tokensAcrossNames}); there is none while not writing,
+        nor after a downgrade.
+        """
+        name = self.name()
+        a, b = await self.clients(2, name)
+        (other,) = await self.clients(1, self.name())
+        order = (a, b, a, other, b, a)
+        tokens = []
+        for lock in order:
+            self.assertIsNone(lock.fencingToken)
+            await lock.writerAcquire()
+            tokens.append(lock.fencingToken)
+            await lock.writerRelease()
+            self.assertIsNone(lock.fencingToken)
+            self.assertTrue(await lock.tryWriterAcquire())
+            tokens.append(lock.fencingToken)
+            await lock.writerRelease()
+        self.assertTrue(all(isinstance(t, int) for t in tokens))
+        mine = [t for i, t in enumerate(tokens) if order[i // 2] is not other]
+        self.assertEqual(mine, sorted(set(mine)))
+        if self.tokensAcrossNames:
+            self.assertEqual(tokens, sorted(set(tokens)))
+        await a.writerAcquire()
+        await a.writerDowngrade()
+        self.assertIsNone(a.fencingToken)
+        await a.readerRelease()
+
+    @_deferred
+    async def test_downgrade(self) -> None:
+        """
+        A downgraded writer reads, no writer coming in between; the readers waiting go in with
+        it, of every client, and those of this object too (sharing its hold, where
+        L{oneReadHold}), unless a writer waits.
+        """
+        a, b, c, d = await self.clients(4, self.name())
+        await a.writerAcquire()
+        reading = b.readerAcquire()
+        local = a.readerAcquire()
+        await self.queued(b, 1)
+        await self.queued(a, 2)
+        self.assertIs(await a.writerDowngrade(), a)
+        self.assertEqual((a.isReading, a.isWriting), (True, False))
+        await _bounded(reading)
+        await _bounded(local)
+        readers = 2 if self.oneReadHold else 3
+        self.assertEqual(_holdersAndWaiters(await a.statistics()), (readers, False, 0, 0))
+        self.assertFalse(await c.tryWriterAcquire())
+        await a.readerRelease()
+        await a.readerRelease()
+        await b.readerRelease()
+
+        await a.writerAcquire()
+        writing = c.writerAcquire()
+        await self.queued(c, 1)
+        reading = b.readerAcquire()
+        await self.queued(b, 2)
+        await a.writerDowngrade()
+        self.assertEqual(_holdersAndWaiters(await self.settle(b)), (1, False, 1, 1))
+        self.assertFalse(reading.called)
+        self.assertFalse(await d.tryReaderAcquire())
+        await a.readerRelease()
+        await _bounded(writing)
+        await c.writerRelease()
+        await _bounded(reading)
+        await b.readerRelease()
+
+    @_deferred
+    async def test_concurrentCoroutines(self) -> None:
+        """
+        Many coroutines may use one lock object at once: its readers hold together (sharing one
+        hold in the store where L{oneReadHold}, taken by the first and given back by the last);
+        a writer of the same object waits for them, and its writers exclude each other.
+        """
+        name = self.name()
+        lock = (await self.connect()).lock(name)
+        (other,) = await self.clients(1, name)
+        first, second = lock.readerAcquire(), lock.readerAcquire()
+        await _bounded(first)
+        await _bounded(second)
+        readers = 1 if self.oneReadHold else 2
+        self.assertEqual(_holdersAndWaiters(await lock.statistics()), (readers, False, 0, 0))
+        writing = lock.writerAcquire()
+        self.assertFalse(await other.tryWriterAcquire())
+        await lock.readerRelease()
+        self.assertTrue(lock.isReading)
+        self.assertFalse(await other.tryWriterAcquire())
+        self.assertFalse(writing.called)
+        await lock.readerRelease()
+        self.assertFalse(lock.isReading)
+        await _bounded(writing)
+        self.assertEqual(_holdersAndWaiters(await lock.statistics()), (0, True, 0, 0))
+        inside = []
+
+        async def write(i: int) -> None:
+            async with lock.writer:
+                inside.append(i)
+                self.assertEqual(len(inside), 1)
+                await _sleep(0.005)
+                inside.remove(i)
+
+        more = [Deferred.fromCoroutine(write(i)) for i in range(5)]
+        await lock.writerRelease()
+        for d in more:
+            await _bounded(d)
+        await _bounded(Deferred.fromCoroutine(_gather([write(i) for i in range(10)])), 30)
+        self.assertTrue(await other.tryWriterAcquire())
+        await other.writerRelease()

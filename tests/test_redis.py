@@ -28,7 +28,7 @@ from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
-from tests.backendapi import BackendApiMixin, _gather
+from tests.backendapi import BackendApiMixin
 from tests.backendapi import _bounded as _bounded
 from tests.backendapi import _deferred as _deferred
 from tests.backendapi import _holdersAndWaiters as _holdersAndWaiters
@@ -267,35 +267,6 @@ class ClientsTests(_RedisTestCase, BackendApiMixin):
     tokensAcrossNames = False
 
     @_deferred
-    async def test_exclusion(self) -> None:
-        """
-        A writer holds the lock alone; readers hold it together; a waiter goes in when the
-        holder releases (told by Redis's pub/sub, not a timer: the lease is 30 s).
-        """
-        a, b, c = await self.clients(3)
-        await a.writerAcquire()
-        self.assertTrue(a.isWriting)
-        reading = b.readerAcquire()
-        writing = c.writerAcquire()
-        await self.settle(a)
-        self.assertFalse(reading.called)
-        self.assertFalse(writing.called)
-        self.assertFalse(b.isReading)
-        await a.writerRelease()
-        self.assertFalse(a.isWriting)
-        await _bounded(writing)
-        self.assertTrue(c.isWriting)
-        self.assertFalse(reading.called)
-        await c.writerRelease()
-        await _bounded(reading)
-        await _bounded(a.readerAcquire())
-        self.assertEqual((a.isReading, b.isReading), (True, True))
-        self.assertEqual(_holdersAndWaiters(await a.statistics()), (2, False, 0, 0))
-        await a.readerRelease()
-        await b.readerRelease()
-        self.assertEqual(_holdersAndWaiters(await a.statistics()), (0, False, 0, 0))
-
-    @_deferred
     async def test_writerPreference(self) -> None:
         """
         While a writer waits, a new reader waits too, though only readers hold the lock; when
@@ -336,29 +307,6 @@ class ClientsTests(_RedisTestCase, BackendApiMixin):
             await self.settle(lock)
             self.assertEqual(order, list(range(i + 1)))
             await lock.writerRelease()
-
-    @_deferred
-    async def test_fencingTokens(self) -> None:
-        """
-        Each write acquisition of a name, by any client, gets a larger fencing token; there is
-        none while not writing, nor after a downgrade.
-        """
-        a, b = await self.clients(2)
-        other = (await self.connect()).lock("other")
-        tokens = []
-        for lock in (a, b, a, b, other, a):
-            self.assertIsNone(lock.fencingToken)
-            await lock.writerAcquire()
-            tokens.append(lock.fencingToken)
-            await lock.writerRelease()
-            self.assertIsNone(lock.fencingToken)
-        self.assertTrue(all(isinstance(t, int) for t in tokens))
-        mine = [t for i, t in enumerate(tokens) if i != 4]
-        self.assertEqual(mine, sorted(set(mine)))
-        await a.writerAcquire()
-        await a.writerDowngrade()
-        self.assertIsNone(a.fencingToken)
-        await a.readerRelease()
 
     @_deferred
     async def test_cancelDuringReload(self) -> None:
@@ -410,35 +358,6 @@ class ClientsTests(_RedisTestCase, BackendApiMixin):
         # Granted again with a new lease: the client counts one from its new try.
         self.assertGreater(int(self.server.command(*deadline)), before)
         await b.writerRelease()
-
-    @_deferred
-    async def test_downgrade(self) -> None:
-        """
-        A downgraded writer reads, and the waiting readers go in with it, unless a writer waits.
-        """
-        a, b, c = await self.clients(3)
-        await a.writerAcquire()
-        reading = b.readerAcquire()
-        await self.settle(a)
-        self.assertIs(await a.writerDowngrade(), a)
-        self.assertEqual((a.isReading, a.isWriting), (True, False))
-        await _bounded(reading)
-        await a.readerRelease()
-        await b.readerRelease()
-
-        await a.writerAcquire()
-        writing = c.writerAcquire()
-        await self.settle(a)
-        reading = b.readerAcquire()
-        await self.settle(a)
-        await a.writerDowngrade()
-        self.assertEqual(_holdersAndWaiters(await self.settle(b)), (1, False, 1, 1))
-        self.assertFalse(reading.called)
-        await a.readerRelease()
-        await _bounded(writing)
-        await c.writerRelease()
-        await _bounded(reading)
-        await b.readerRelease()
 
     @_deferred
     async def test_badLease(self) -> None:
@@ -565,31 +484,6 @@ class ClientsTests(_RedisTestCase, BackendApiMixin):
         self.assertTrue(c.isWriting)
         self.assertEqual(_holdersAndWaiters(await self.settle(a)), (0, True, 0, 0))
         await c.writerRelease()
-
-    @_deferred
-    async def test_concurrentCoroutines(self) -> None:
-        """
-        Many coroutines may use one lock object at once: each read hold is its own, and writers
-        of the same object exclude each other.
-        """
-        (lock,) = await self.clients(1)
-        inside = []
-
-        async def write(i: int) -> None:
-            async with lock.writer:
-                inside.append(i)
-                self.assertEqual(len(inside), 1)
-                await _sleep(0.005)
-                inside.remove(i)
-
-        await _bounded(Deferred.fromCoroutine(_gather([write(i) for i in range(10)])), 30)
-        await lock.readerAcquire()
-        await lock.readerAcquire()
-        self.assertEqual((await lock.statistics()).readers, 2)
-        await lock.readerRelease()
-        self.assertTrue(lock.isReading)
-        await lock.readerRelease()
-        self.assertFalse(lock.isReading)
 
     @_deferred
     async def test_databases(self) -> None:
