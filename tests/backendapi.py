@@ -7,19 +7,29 @@ bounded waits.
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Coroutine
 from functools import wraps
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from twisted.internet import reactor as _reactor
 from twisted.internet import task
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, gatherResults, succeed
+from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
 from txrwlock import LockNotHeldError, LockStatistics, TxTestCase
 
-__all__ = ["BackendApiMixin"]
+__all__ = ["BackendApiMixin", "ProcessesMixin"]
 
 if TYPE_CHECKING:
     _Base = TxTestCase
@@ -29,6 +39,7 @@ else:
 _Case = TypeVar("_Case", bound=TxTestCase)
 
 reactor: Any = _reactor
+_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 def _deferred(
@@ -79,29 +90,85 @@ async def _gather(coroutines: list[Coroutine[Any, Any, None]]) -> None:
     await gatherResults([Deferred.fromCoroutine(c) for c in coroutines], consumeErrors=True)
 
 
-class BackendApiMixin(_Base):
+def _loadedBy(module: str, names: set[str]) -> list[str]:
     """
-    Several clients of one lock in one process: the policy and API of the local lock, across
-    clients.  A backend's test case makes the clients (L{connect}, L{clients}) and the lock
-    names (L{name}), waits for what was sent to reach the store (L{settle}), and says where its
-    backend's promises differ; it comes first among the bases, so that its methods are those
-    called.
+    @return: which of C{names} a fresh interpreter has in C{sys.modules} once it has imported
+        C{module}, in order.
+    """
+    code = f"import sys, {module}; print(sorted({sorted(names)!r} & sys.modules.keys()))"
+    env = dict(os.environ, PYTHONPATH=_ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    return ast.literal_eval(out.stdout.strip())  # type: ignore[no-any-return]
 
-    @cvar fair: whether waiters go in in arrival order, as the local lock's C{fair=True}; else
-        waiting writers go before readers.
-    @cvar oneReadHold: whether the readers of one lock object share one read hold in the store
-        (counted once in L{LockStatistics.readers}), taken by the first and given back by the
-        last.
-    @cvar tokensAcrossNames: whether fencing tokens grow across the locks of every name, not
-        only within each.
-    @cvar crossingDelays: the delays after which L{test_cancelCrossingGrant} cancels an
-        acquire: a backend whose grant takes several steps tries a cancel within them.
+
+class _Worker(ProcessProtocol):
+    """
+    A worker process (L{tests.redisworker}, L{tests.pgworker}): its output lines, and its end.
     """
 
-    fair: ClassVar[bool]
-    oneReadHold: ClassVar[bool]
-    tokensAcrossNames: ClassVar[bool]
-    crossingDelays: ClassVar[tuple[float, ...]] = (0.0,)
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.ended: Deferred[None] = Deferred()
+        self._buffer = b""
+        self._waiting: list[tuple[str, Deferred[str]]] = []
+
+    def outReceived(self, data: bytes) -> None:
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for raw in lines:
+            line = raw.decode()
+            self.lines.append(line)
+            for prefix, d in list(self._waiting):
+                if line.startswith(prefix):
+                    self._waiting.remove((prefix, d))
+                    d.callback(line)
+
+    def errReceived(self, data: bytes) -> None:
+        sys.stderr.write(data.decode(errors="replace"))
+
+    def line(self, prefix: str) -> Deferred[str]:
+        """
+        The first line starting with C{prefix}, when it comes.
+        """
+        for line in self.lines:
+            if line.startswith(prefix):
+                return succeed(line)
+        d: Deferred[str] = Deferred()
+        self._waiting.append((prefix, d))
+        return d
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+
+
+def _spawn(case: TxTestCase, script: str, *args: str) -> _Worker:
+    """
+    Start C{script}, a worker of the tests, with C{args}: killed after C{case} if still running
+    (resumed first, had the test paused it).
+    """
+    worker = _Worker()
+    argv = [sys.executable, str(Path(__file__).with_name(script)), *args]
+    env = dict(os.environ, PYTHONPATH=_ROOT)
+    process = reactor.spawnProcess(worker, sys.executable, argv, env=env, path=_ROOT)
+
+    def kill() -> Deferred[None]:
+        if not worker.ended.called:
+            with contextlib.suppress(ProcessExitedAlready):
+                process.signalProcess(signal.SIGCONT)
+                process.signalProcess("KILL")
+        return worker.ended
+
+    case.addCleanup(kill)
+    return worker
+
+
+class _ClientsHooks(_Base):
+    """
+    What the scenarios ask of a backend's test case, which comes first among the bases, so
+    that its methods are those called.
+    """
 
     def name(self) -> str:
         """
@@ -142,6 +209,30 @@ class BackendApiMixin(_Base):
             if reactor.seconds() > deadline:
                 raise TimeoutError(f"{waiters} waiters never queued: {stats}")
             await _sleep(0.02)
+
+
+class BackendApiMixin(_ClientsHooks):
+    """
+    Several clients of one lock in one process: the policy and API of the local lock, across
+    clients.  A backend's test case makes the clients (L{connect}, L{clients}) and the lock
+    names (L{name}), waits for what was sent to reach the store (L{settle}, L{queued}), and
+    says where its backend's promises differ.
+
+    @cvar fair: whether waiters go in in arrival order, as the local lock's C{fair=True}; else
+        waiting writers go before readers.
+    @cvar oneReadHold: whether the readers of one lock object share one read hold in the store
+        (counted once in L{LockStatistics.readers}), taken by the first and given back by the
+        last.
+    @cvar tokensAcrossNames: whether fencing tokens grow across the locks of every name, not
+        only within each.
+    @cvar crossingDelays: the delays after which L{test_cancelCrossingGrant} cancels an
+        acquire: a backend whose grant takes several steps tries a cancel within them.
+    """
+
+    fair: ClassVar[bool]
+    oneReadHold: ClassVar[bool]
+    tokensAcrossNames: ClassVar[bool]
+    crossingDelays: ClassVar[tuple[float, ...]] = (0.0,)
 
     @_deferred
     async def test_misuse(self) -> None:
@@ -429,3 +520,104 @@ class BackendApiMixin(_Base):
         await _bounded(Deferred.fromCoroutine(_gather([write(i) for i in range(10)])), 30)
         self.assertTrue(await other.tryWriterAcquire())
         await other.writerRelease()
+
+
+class ProcessesMixin(_ClientsHooks):
+    """
+    Workers in separate OS processes sharing one lock.  A backend's test case starts them
+    (L{spawn}), keeps the counter they share (L{makeCounter}, L{counted}), and says how its
+    backend's timings differ.
+
+    @cvar counterRun: in L{test_counter}, how many workers, how many read-modify-writes each,
+        and their lease.
+    @cvar killedHolder: in L{test_killedHolder}, the killed holder's lease, and how soon after
+        its end its waiters have the lock.
+    @cvar shortLease: the lease of L{test_watchdog}'s holder.
+    """
+
+    counterRun: ClassVar[tuple[int, int, float]]
+    killedHolder: ClassVar[tuple[float, float]]
+    shortLease: ClassVar[float]
+
+    def spawn(self, mode: str, name: str, lease: float, arg: float) -> _Worker:
+        """
+        @return: a worker, started, killed after the test if still running.
+        """
+        raise NotImplementedError()
+
+    def makeCounter(self) -> None:
+        """
+        Make the counter of L{test_counter}'s workers, at zero, and their list of tokens, empty.
+        """
+        raise NotImplementedError()
+
+    def counted(self) -> tuple[int, int, list[int]]:
+        """
+        @return: the counter's two halves, and the tokens written to the list, in order.
+        """
+        raise NotImplementedError()
+
+    @_deferred
+    async def test_counter(self) -> None:
+        """
+        Several workers (L{counterRun}) each do many non-atomic read-modify-writes of a counter
+        under the write lock, and check under the read lock that it is never half-written: no
+        update is lost, no read torn, and the fencing tokens the store saw only grow.
+        """
+        workers, times, lease = self.counterRun
+        self.makeCounter()
+        name = self.name()
+        running = [self.spawn("counter", name, lease, times) for _ in range(workers)]
+        results = []
+        for worker in running:
+            line = await _bounded(worker.line("DONE "), 100)
+            results.append(json.loads(line.split(" ", 1)[1]))
+        self.assertEqual(results, [{"torn": 0, "lost": 0}] * workers)
+        a, b, tokens = self.counted()
+        self.assertEqual((a, b), (workers * times, workers * times))
+        self.assertEqual(len(tokens), workers * times)
+        self.assertEqual(tokens, sorted(set(tokens)))
+
+    @_deferred
+    async def test_killedHolder(self) -> None:
+        """
+        When a holder is killed (SIGKILL: it releases nothing), the waiters, a writer or a
+        reader, get the lock soon (L{killedHolder}), though their own leases are longer.
+        """
+        lease, within = self.killedHolder
+        for writer in (True, False):
+            name = self.name()
+            holder = self.spawn("hold", name, lease, 3600)
+            await _bounded(holder.line("HOLDING"), 30)
+            (lock,) = await self.clients(1, name, lease=30.0)
+            side = lock.writer if writer else lock.reader
+            waiting = side.acquire()
+            await self.queued(lock, 1)
+            self.assertFalse(waiting.called)
+            start = reactor.seconds()
+            os.kill(holder.transport.pid, signal.SIGKILL)  # type: ignore[union-attr]
+            await _bounded(waiting, 30)
+            self.assertLess(reactor.seconds() - start, within)
+            await side.release()
+
+    @_deferred
+    async def test_watchdog(self) -> None:
+        """
+        A worker holding with a short lease for several leases keeps the lock throughout: others
+        cannot take it, and it releases it cleanly; the next writer's fencing token is larger.
+        """
+        lease = self.shortLease
+        name = self.name()
+        holder = self.spawn("hold", name, lease, 4 * lease)
+        token = int((await _bounded(holder.line("HOLDING"), 30)).split()[1])
+        # Three leases of the four it holds: the end stays clear of its release.
+        end = reactor.seconds() + 3 * lease
+        (lock,) = await self.clients(1, name)
+        while reactor.seconds() < end:
+            self.assertFalse(await lock.tryWriterAcquire())
+            await _sleep(0.1)
+        self.assertEqual(await _bounded(holder.line("RELEASED"), 30), "RELEASED")
+        self.assertIn("KEPT", holder.lines)
+        await _bounded(lock.writerAcquire())
+        self.assertGreater(lock.fencingToken, token)
+        await lock.writerRelease()

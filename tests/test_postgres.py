@@ -11,31 +11,28 @@ leases and bounded waits.  Each test uses lock names of its own, as the server i
 from __future__ import annotations
 
 import atexit
-import contextlib
 import hashlib
-import json
 import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any, ClassVar
 
 import psycopg
 from twisted.internet import reactor as _reactor
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.defer import CancelledError
 
 from tests.backendapi import (
     BackendApiMixin,
+    ProcessesMixin,
     _bounded,
     _deferred,
     _holdersAndWaiters,
+    _loadedBy,
     _sleep,
+    _spawn,
     _until,
+    _Worker,
 )
 from tests.pgserver import PostgresServer, requirePostgres
-from tests.test_redis import _Worker
 from txrwlock import LockStatistics, TxTestCase
 from txrwlock._ports import freeLoopbackPort
 from txrwlock.postgres import (
@@ -47,8 +44,6 @@ from txrwlock.postgres import (
 )
 
 reactor: Any = _reactor
-_WORKER = str(Path(__file__).with_name("pgworker.py"))
-_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 class ImportTests(TxTestCase):
@@ -60,15 +55,9 @@ class ImportTests(TxTestCase):
         """
         In a fresh interpreter, after the import, neither module is loaded.
         """
-        code = (
-            "import sys, txrwlock.postgres; "
-            "print(sorted({'twisted.internet.reactor', 'psycopg'} & set(sys.modules)))"
+        self.assertEqual(
+            _loadedBy("txrwlock.postgres", {"twisted.internet.reactor", "psycopg"}), []
         )
-        env = dict(os.environ, PYTHONPATH=_ROOT)
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-        )
-        self.assertEqual(out.stdout.strip(), "[]")
 
 
 class KeyTests(TxTestCase):
@@ -144,20 +133,7 @@ class _PostgresTestCase(TxTestCase):
         """
         Start a worker, killed after the test if still running.
         """
-        worker = _Worker()
-        args = [sys.executable, _WORKER, mode, self.pg.conninfo(), name, str(lease), str(arg)]
-        env = dict(os.environ, PYTHONPATH=_ROOT)
-        process = reactor.spawnProcess(worker, sys.executable, args, env=env, path=_ROOT)
-
-        def kill() -> Deferred[None]:
-            if not worker.ended.called:
-                with contextlib.suppress(ProcessExitedAlready):
-                    os.kill(process.pid, signal.SIGCONT)
-                    process.signalProcess("KILL")
-            return worker.ended
-
-        self.addCleanup(kill)
-        return worker
+        return _spawn(self, "pgworker.py", mode, self.pg.conninfo(), name, str(lease), str(arg))
 
 
 class ClientsTests(_PostgresTestCase, BackendApiMixin):
@@ -421,21 +397,19 @@ class RestartTests(_PostgresTestCase):
             await a.writerRelease()
 
 
-class ProcessesTests(_PostgresTestCase):
+class ProcessesTests(_PostgresTestCase, ProcessesMixin):
     """
-    Workers in separate OS processes sharing one lock.
+    Workers in separate OS processes sharing one lock; the scenarios that are not PostgreSQL's
+    own are L{tests.backendapi}'s.
     """
 
     timeout = 120
+    counterRun = (8, 200, 5.0)
+    # The waiters get the lock at once: the server ends a session whose connection closes.
+    killedHolder = (30.0, 1.0)
+    shortLease = 0.9
 
-    @_deferred
-    async def test_counter(self) -> None:
-        """
-        8 workers each do 200 non-atomic read-modify-writes of a counter under the write lock,
-        and check under the read lock that it is never half-written: no update is lost, no read
-        torn, and the fencing tokens the store saw only grow.
-        """
-        workers, times = 8, 200
+    def makeCounter(self) -> None:
         self.pg.sql(
             "DROP TABLE IF EXISTS counter, tokens;"
             " CREATE TABLE counter (a int, b int); INSERT INTO counter VALUES (0, 0);"
@@ -443,43 +417,11 @@ class ProcessesTests(_PostgresTestCase):
             " GRANT ALL ON SEQUENCE tokens_n_seq TO app",
             dbname="app",
         )
-        name = self.name()
-        running = [self.spawn("counter", name, 5.0, times) for _ in range(workers)]
-        results = []
-        for worker in running:
-            line = await _bounded(worker.line("DONE "), 100)
-            results.append(json.loads(line.split(" ", 1)[1]))
-        self.assertEqual(results, [{"torn": 0, "lost": 0}] * workers)
-        total = str(workers * times)
-        self.assertEqual(
-            self.pg.sql("SELECT a || ' ' || b FROM counter", "app"), f"{total} {total}"
-        )
-        tokens = [
-            int(t) for t in (self.pg.sql("SELECT t FROM tokens ORDER BY n", "app") or "").split()
-        ]
-        self.assertEqual(len(tokens), workers * times)
-        self.assertEqual(tokens, sorted(set(tokens)))
 
-    @_deferred
-    async def test_killedHolder(self) -> None:
-        """
-        When a holder is killed (SIGKILL: it releases nothing), the waiters, a writer or a
-        reader, get the lock within a second: its connection closes, and its session with it.
-        """
-        for writer in (True, False):
-            name = self.name()
-            holder = self.spawn("hold", name, 30.0, 3600)
-            await _bounded(holder.line("HOLDING"), 30)
-            (lock,) = await self.clients(1, name)
-            side = lock.writer if writer else lock.reader
-            waiting = side.acquire()
-            await self.settle(lock)
-            self.assertFalse(waiting.called)
-            start = reactor.seconds()
-            os.kill(holder.transport.pid, signal.SIGKILL)  # type: ignore[union-attr]
-            await _bounded(waiting, 30)
-            self.assertLess(reactor.seconds() - start, 1.0)
-            await side.release()
+    def counted(self) -> tuple[int, int, list[int]]:
+        a, b = (self.pg.sql("SELECT a || ' ' || b FROM counter", "app") or "").split()
+        tokens = self.pg.sql("SELECT t FROM tokens ORDER BY n", "app") or ""
+        return int(a), int(b), [int(t) for t in tokens.split()]
 
     @_deferred
     async def test_stoppedHolder(self) -> None:
@@ -505,24 +447,4 @@ class ProcessesTests(_PostgresTestCase):
         os.kill(pid, signal.SIGCONT)
         await _bounded(holder.line("RELEASE"), 30)
         self.assertEqual(holder.lines[1:], ["LOST", "GONE", "RELEASE-LOST"])
-        await lock.writerRelease()
-
-    @_deferred
-    async def test_watchdog(self) -> None:
-        """
-        A worker holding with a short lease for several leases keeps the lock throughout (its
-        heartbeats keep its session alive): others cannot take it, and it releases it cleanly.
-        """
-        lease = 0.9
-        name = self.name()
-        holder = self.spawn("hold", name, lease, 4 * lease)
-        await _bounded(holder.line("HOLDING"), 30)
-        end = reactor.seconds() + 3 * lease
-        (lock,) = await self.clients(1, name)
-        while reactor.seconds() < end:
-            self.assertFalse(await lock.tryWriterAcquire())
-            await _sleep(0.1)
-        self.assertEqual(await _bounded(holder.line("RELEASED"), 30), "RELEASED")
-        self.assertIn("KEPT", holder.lines)
-        await _bounded(lock.writerAcquire())
         await lock.writerRelease()

@@ -11,24 +11,16 @@ leases and bounded waits.
 from __future__ import annotations
 
 import atexit
-import contextlib
-import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
 from twisted.internet import reactor as _reactor
-from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.error import ProcessExitedAlready
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
+from twisted.internet.defer import CancelledError, Deferred
 
-from tests.backendapi import BackendApiMixin
+from tests.backendapi import BackendApiMixin, ProcessesMixin, _loadedBy, _spawn, _Worker
 from tests.backendapi import _bounded as _bounded
 from tests.backendapi import _deferred as _deferred
 from tests.backendapi import _holdersAndWaiters as _holdersAndWaiters
@@ -46,8 +38,6 @@ from txrwlock.redis import (
 )
 
 reactor: Any = _reactor
-_WORKER = str(Path(__file__).with_name("redisworker.py"))
-_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 def _info(server: RedisServer, field: str) -> int:
@@ -80,15 +70,7 @@ class ImportTests(TxTestCase):
         """
         In a fresh interpreter, after the import, the reactor is not loaded.
         """
-        code = (
-            "import sys, txrwlock.redis; "
-            "print(sorted({'twisted.internet.reactor'} & set(sys.modules)))"
-        )
-        env = dict(os.environ, PYTHONPATH=_ROOT)
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-        )
-        self.assertEqual(out.stdout.strip(), "[]")
+        self.assertEqual(_loadedBy("txrwlock.redis", {"twisted.internet.reactor"}), [])
 
 
 class CommandEncodingTests(TxTestCase):
@@ -119,46 +101,6 @@ class CommandEncodingTests(TxTestCase):
             # The lease, rounded up to the millisecond.
             expected = encode("EVALSHA", _SHAS[script], 6, *keys, tag, 1501, *modes, *ids)
             self.assertEqual(command, expected)
-
-
-class _Worker(ProcessProtocol):
-    """
-    A process running L{tests.redisworker}: its output lines, and its end.
-    """
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.ended: Deferred[None] = Deferred()
-        self._buffer = b""
-        self._waiting: list[tuple[str, Deferred[str]]] = []
-
-    def outReceived(self, data: bytes) -> None:
-        self._buffer += data
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for raw in lines:
-            line = raw.decode()
-            self.lines.append(line)
-            for prefix, d in list(self._waiting):
-                if line.startswith(prefix):
-                    self._waiting.remove((prefix, d))
-                    d.callback(line)
-
-    def errReceived(self, data: bytes) -> None:
-        sys.stderr.write(data.decode(errors="replace"))
-
-    def line(self, prefix: str) -> Deferred[str]:
-        """
-        The first line starting with C{prefix}, when it comes.
-        """
-        for line in self.lines:
-            if line.startswith(prefix):
-                return succeed(line)
-        d: Deferred[str] = Deferred()
-        self._waiting.append((prefix, d))
-        return d
-
-    def processEnded(self, reason: Failure) -> None:
-        self.ended.callback(None)
 
 
 def _stopAll(running: list[tuple[type[_RedisTestCase], RedisServer]]) -> None:
@@ -241,19 +183,9 @@ class _RedisTestCase(TxTestCase):
         """
         Start a worker, killed after the test if still running.
         """
-        worker = _Worker()
-        args = [sys.executable, _WORKER, mode, str(self.server.port), name, str(lease), str(arg)]
-        env = dict(os.environ, PYTHONPATH=_ROOT)
-        process = reactor.spawnProcess(worker, sys.executable, args, env=env, path=_ROOT)
-
-        def kill() -> Deferred[None]:
-            if not worker.ended.called:
-                with contextlib.suppress(ProcessExitedAlready):
-                    process.signalProcess("KILL")
-            return worker.ended
-
-        self.addCleanup(kill)
-        return worker
+        return _spawn(
+            self, "redisworker.py", mode, str(self.server.port), name, str(lease), str(arg)
+        )
 
 
 class ClientsTests(_RedisTestCase, BackendApiMixin):
@@ -962,75 +894,21 @@ class RestartTests(_RedisTestCase):
         await lock.writerRelease()
 
 
-class ProcessesTests(_RedisTestCase):
+class ProcessesTests(_RedisTestCase, ProcessesMixin):
     """
-    Workers in separate OS processes sharing one lock.
+    Workers in separate OS processes sharing one lock; the scenarios are L{tests.backendapi}'s.
     """
 
     timeout = 120
+    counterRun = (6, 100, 1.0)
+    # The waiters get the lock once the holder's lease has run out.
+    killedHolder = (1.0, 2.0)
+    shortLease = 1.0
 
-    @_deferred
-    async def test_counter(self) -> None:
-        """
-        6 workers each do 100 non-atomic read-modify-writes of a counter under the write lock,
-        and check under the read lock that it is never half-written: no update is lost, no read
-        torn, and the fencing tokens the store saw only grow.
-        """
-        workers, times = 6, 100
-        running = [self.spawn("counter", "counter", 1.0, times) for _ in range(workers)]
-        results = []
-        for worker in running:
-            line = await _bounded(worker.line("DONE "), 100)
-            results.append(json.loads(line.split(" ", 1)[1]))
-        self.assertEqual(results, [{"torn": 0, "lost": 0}] * workers)
-        self.assertEqual(self.server.command("GET", "a"), str(workers * times).encode())
-        self.assertEqual(self.server.command("GET", "b"), str(workers * times).encode())
-        tokens = self._tokens()
-        self.assertEqual(len(tokens), workers * times)
-        self.assertEqual(tokens, sorted(set(tokens)))
+    def makeCounter(self) -> None:
+        pass  # the server is empty
 
-    def _tokens(self) -> list[int]:
+    def counted(self) -> tuple[int, int, list[int]]:
         count = int(self.server.command("LLEN", "tokens")[1:])
-        return [int(self.server.command("LINDEX", "tokens", str(i))) for i in range(count)]
-
-    @_deferred
-    async def test_killedHolder(self) -> None:
-        """
-        When a holder is killed (SIGKILL: it releases nothing), the waiters get the lock within
-        its lease and a second, though their own leases are longer.
-        """
-        lease = 1.0
-        for writer in (True, False):
-            holder = self.spawn("hold", "x", lease, 3600)
-            await _bounded(holder.line("HOLDING"), 30)
-            (lock,) = await self.clients(1, "x", lease=30.0)
-            side = lock.writer if writer else lock.reader
-            waiting = side.acquire()
-            await self.settle(lock)
-            self.assertFalse(waiting.called)
-            start = reactor.seconds()
-            os.kill(holder.transport.pid, signal.SIGKILL)  # type: ignore[union-attr]
-            await _bounded(waiting, 30)
-            self.assertLess(reactor.seconds() - start, lease + 1.0)
-            await side.release()
-
-    @_deferred
-    async def test_watchdogAcrossProcesses(self) -> None:
-        """
-        A worker holding with a short lease for several leases keeps the lock throughout: others
-        cannot take it, and it releases it cleanly.
-        """
-        lease = 1.0
-        holder = self.spawn("hold", "x", lease, 4 * lease)
-        token = int((await _bounded(holder.line("HOLDING"), 30)).split()[1])
-        # Three leases of the four it holds: the end stays clear of its release.
-        end = reactor.seconds() + 3 * lease
-        (lock,) = await self.clients(1, "x", lease=lease)
-        while reactor.seconds() < end:
-            self.assertFalse(await lock.tryWriterAcquire())
-            await _sleep(0.1)
-        self.assertEqual(await _bounded(holder.line("RELEASED"), 30), "RELEASED")
-        self.assertIn("KEPT", holder.lines)
-        await _bounded(lock.writerAcquire())
-        self.assertGreater(lock.fencingToken, token)
-        await lock.writerRelease()
+        tokens = [int(self.server.command("LINDEX", "tokens", str(i))) for i in range(count)]
+        return int(self.server.command("GET", "a")), int(self.server.command("GET", "b")), tokens
