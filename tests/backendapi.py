@@ -28,6 +28,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
 from txrwlock import LockNotHeldError, LockStatistics, TxTestCase
+from txrwlock._remote import LockLostError
 
 __all__ = ["BackendApiMixin", "ProcessesMixin"]
 
@@ -185,6 +186,19 @@ class _ClientsHooks(_Base):
     async def clients(self, n: int, name: str, lease: float = 30.0) -> list[Any]:
         """
         @return: the lock C{name} in C{n} new clients.
+        """
+        raise NotImplementedError()
+
+    async def shortLeased(self, name: str, lost: Any) -> Any:
+        """
+        @return: the lock C{name} in a new client, with a lease short enough for a test to see
+            it renewed, and C{lost} as its C{lost} callback.
+        """
+        raise NotImplementedError()
+
+    def loseHolds(self, lock: Any) -> None:
+        """
+        Make the store forget the holds of C{lock}, which learns of it at its next renewal.
         """
         raise NotImplementedError()
 
@@ -520,6 +534,39 @@ class BackendApiMixin(_ClientsHooks):
         await _bounded(Deferred.fromCoroutine(_gather([write(i) for i in range(10)])), 30)
         self.assertTrue(await other.tryWriterAcquire())
         await other.writerRelease()
+
+    @_deferred
+    async def test_leaseLostOnRenewal(self) -> None:
+        """
+        A holder whose hold vanished from the store learns it at its next renewal: C{lost} is
+        called, it no longer writes, and its release fails with L{LockLostError}.
+        """
+        lost: list[tuple[Any, bool]] = []
+        a = await self.shortLeased(self.name(), lambda lock, writer: lost.append((lock, writer)))
+        await a.writerAcquire()
+        self.loseHolds(a)
+        await _until(lambda: bool(lost))
+        self.assertEqual(lost, [(a, True)])
+        self.assertFalse(a.isWriting)
+        self.assertIsNone(a.fencingToken)
+        await self.assertInlineCbRaisesWithMsg(LockLostError, "was lost", a.writerRelease)
+        self.assertRaises(LockNotHeldError, a.writerRelease)
+
+    @_deferred
+    async def test_lostUnnoticed(self) -> None:
+        """
+        A hold that vanished from the store before the holder's next renewal makes its release,
+        or downgrade, fail with L{LockLostError}; the holder can acquire again.
+        """
+        (lock,) = await self.clients(1, self.name())
+        for giveBack in (lock.writerRelease, lock.writerDowngrade):
+            await lock.writerAcquire()
+            self.loseHolds(lock)
+            await self.assertInlineCbRaisesWithMsg(LockLostError, "was lost", giveBack)
+            self.assertEqual((lock.isReading, lock.isWriting), (False, False))
+            self.assertRaises(LockNotHeldError, lock.readerRelease)
+        await _bounded(lock.writerAcquire())
+        await lock.writerRelease()
 
 
 class ProcessesMixin(_ClientsHooks):
