@@ -165,6 +165,25 @@ def _spawn(case: TxTestCase, script: str, *args: str) -> _Worker:
     return worker
 
 
+async def _writingAndWaiting(
+    case: Any, a: Any, b: Any, c: Any
+) -> tuple[int, Deferred[Any], Deferred[Any]]:
+    """
+    Make C{a} write, then C{b} wait to write and C{c} to read, behind it in the store, in that
+    order; C{case} waits for each to reach it (C{settle}).
+
+    @return: C{a}'s fencing token, and the acquires of C{b} and C{c}.
+    """
+    await a.writerAcquire()
+    before = a.fencingToken
+    assert before is not None
+    writing = b.writerAcquire()
+    await case.settle(a)
+    reading = c.readerAcquire()
+    await case.settle(a)
+    return before, writing, reading
+
+
 class _ClientsHooks(_Base):
     """
     What the scenarios ask of a backend's test case, which comes first among the bases, so

@@ -31,6 +31,7 @@ from tests.backendapi import (
     _spawn,
     _until,
     _Worker,
+    _writingAndWaiting,
 )
 from tests.pgserver import PostgresServer, requirePostgres
 from txrwlock import LockStatistics, TxTestCase
@@ -145,8 +146,9 @@ class _PostgresTestCase(TxTestCase):
 
 class ClientsTests(_PostgresTestCase, BackendApiMixin):
     """
-    Several clients of one lock in one process: the policy and API of the local lock; those of
-    the scenarios that are not PostgreSQL's own are L{tests.backendapi}'s.
+    Several clients of one lock in one process: L{BackendApiMixin}'s scenarios, in arrival
+    order, and PostgreSQL's own: its queue, a session ended or disconnected, a statement
+    cancelled before it is sent.
     """
 
     fair = True
@@ -353,13 +355,7 @@ class RestartTests(_PostgresTestCase):
         name = self.name()
         (a,) = await self.clients(1, name, lease=1.5, lost=lambda lock, w: lost.append(w))
         b, c = await self.clients(2, name, lease=1.5)
-        await a.writerAcquire()
-        before = a.fencingToken
-        assert before is not None
-        writing = b.writerAcquire()
-        await self.settle(a)
-        reading = c.readerAcquire()
-        await self.settle(a)
+        before, writing, reading = await _writingAndWaiting(self, a, b, c)
         self.pg.stop()
         await _until(lambda: bool(lost), 5)
         self.assertEqual((lost, a.isWriting), ([True], False))

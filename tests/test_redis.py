@@ -20,7 +20,14 @@ from typing import Any, ClassVar
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import CancelledError, Deferred
 
-from tests.backendapi import BackendApiMixin, ProcessesMixin, _loadedBy, _spawn, _Worker
+from tests.backendapi import (
+    BackendApiMixin,
+    ProcessesMixin,
+    _loadedBy,
+    _spawn,
+    _Worker,
+    _writingAndWaiting,
+)
 from tests.backendapi import _bounded as _bounded
 from tests.backendapi import _deferred as _deferred
 from tests.backendapi import _holdersAndWaiters as _holdersAndWaiters
@@ -197,8 +204,9 @@ class _RedisTestCase(TxTestCase):
 
 class ClientsTests(_RedisTestCase, BackendApiMixin):
     """
-    Several clients of one lock in one process: the policy and API of the local lock; those of
-    the scenarios that are not Redis's own are L{tests.backendapi}'s.
+    Several clients of one lock in one process: L{BackendApiMixin}'s scenarios, with writers
+    first, and Redis's own: pub/sub wake-ups and handoffs, its scripts, its keys altered by
+    hand, its connection lost, databases.
     """
 
     fair = False
@@ -816,13 +824,7 @@ class RestartTests(_RedisTestCase):
         a, b, c = (
             lo.lock("x", lease=5.0, lost=lambda lock, writer: lost.append(writer)) for lo in locks
         )
-        await a.writerAcquire()
-        before = a.fencingToken
-        assert before is not None
-        writing = b.writerAcquire()
-        await self.settle(a)
-        reading = c.readerAcquire()
-        await self.settle(a)
+        before, writing, reading = await _writingAndWaiting(self, a, b, c)
         self.server.restart()
         await _sleep(3.0)  # reconnected, renewed, retried
         self.assertEqual(lost, [])
