@@ -1,8 +1,10 @@
 """
-The API scenarios of a lock kept in a remote store, with several clients of one lock in one
-process, written once for each backend: L{tests.test_redis} and L{tests.test_postgres} run them
-against a real server.  Also the helpers of every test that runs on the real reactor, with
-bounded waits.
+The scenarios of a lock kept in a remote store, written once for each backend:
+L{BackendApiMixin}'s with several clients of one lock in one process, L{ProcessesMixin}'s with
+workers in separate processes.  L{tests.test_redis} and L{tests.test_postgres} run them against
+a real server, each saying, in a few hooks and class attributes, how to reach its store and
+where its backend's promises differ.  Also the helpers of every test that runs on the real
+reactor, with bounded waits.
 """
 
 from __future__ import annotations
