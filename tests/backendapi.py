@@ -589,6 +589,29 @@ class BackendApiMixin(_ClientsHooks):
         await _bounded(lock.writerAcquire())
         await lock.writerRelease()
 
+    @_deferred
+    async def test_watchdog(self) -> None:
+        """
+        A holder with a short lease keeps the lock for several leases, and is not told it lost
+        it: its watchdog renews its hold (and its session, for PostgreSQL, which would end it
+        idle), and a waiting writer's place too.
+        """
+        lost: list[bool] = []
+        name = self.name()
+        a, b = [await self.shortLeased(name, lambda lock, w: lost.append(w)) for _ in range(2)]
+        (c,) = await self.clients(1, name)
+        await a.writerAcquire()
+        writing = b.writerAcquire()
+        await self.queued(b, 1)
+        await _sleep(4 * a.lease)
+        self.assertEqual((lost, a.isWriting), ([], True))
+        self.assertFalse(writing.called)
+        self.assertEqual((await a.statistics()).writersWaiting, 1)
+        self.assertFalse(await c.tryReaderAcquire())
+        await a.writerRelease()
+        await _bounded(writing)
+        await b.writerRelease()
+
 
 class ProcessesMixin(_ClientsHooks):
     """

@@ -236,22 +236,6 @@ class ClientsTests(_PostgresTestCase, BackendApiMixin):
         self.assertEqual(await after, (0,))
 
     @_deferred
-    async def test_watchdog(self) -> None:
-        """
-        A holder with a short lease keeps its hold for several leases: its heartbeats keep its
-        session from being ended idle, and its own deadline moves on.
-        """
-        lost: list[bool] = []
-        name = self.name()
-        (a,) = await self.clients(1, name, lease=1.0, lost=lambda lock, w: lost.append(w))
-        (b,) = await self.clients(1, name)
-        await a.writerAcquire()
-        await _sleep(2.5)
-        self.assertEqual((lost, a.isWriting), ([], True))
-        self.assertFalse(await b.tryReaderAcquire())
-        await a.writerRelease()
-
-    @_deferred
     async def test_disconnect(self) -> None:
         """
         L{PostgresLocks.disconnect} cancels the waiting acquires (leaving PostgreSQL's queue)

@@ -471,23 +471,6 @@ class ClientsTests(_RedisTestCase, BackendApiMixin):
         await b.writerRelease()
 
     @_deferred
-    async def test_watchdog(self) -> None:
-        """
-        A holder with a short lease keeps the lock for many leases: its watchdog renews them,
-        and a waiting writer's place too.
-        """
-        a, b = await self.clients(2, lease=0.6)
-        await a.writerAcquire()
-        writing = b.writerAcquire()
-        await _sleep(2.4)  # four leases
-        self.assertTrue(a.isWriting)
-        self.assertFalse(writing.called)
-        self.assertEqual((await a.statistics()).writersWaiting, 1)
-        await a.writerRelease()
-        await _bounded(writing)
-        await b.writerRelease()
-
-    @_deferred
     async def test_connectRefused(self) -> None:
         """
         L{connect} fails with L{RedisConnectionError} when nothing answers, within its
