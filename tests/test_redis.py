@@ -11,28 +11,30 @@ leases and bounded waits.
 from __future__ import annotations
 
 import atexit
-import contextlib
-import json
 import os
 import signal
-import subprocess
-import sys
-from collections.abc import Callable, Coroutine
-from functools import wraps
-from pathlib import Path
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, cast
 
 from twisted.internet import reactor as _reactor
-from twisted.internet import task
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, gatherResults, succeed
-from twisted.internet.error import ProcessExitedAlready
-from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
+from twisted.internet.defer import CancelledError, Deferred
 
+from tests.backendapi import (
+    BackendApiMixin,
+    ProcessesMixin,
+    _loadedBy,
+    _spawn,
+    _Worker,
+    _writingAndWaiting,
+)
+from tests.backendapi import _bounded as _bounded
+from tests.backendapi import _deferred as _deferred
+from tests.backendapi import _holdersAndWaiters as _holdersAndWaiters
+from tests.backendapi import _sleep as _sleep
+from tests.backendapi import _until as _until
 from tests.redisserver import RedisServer, requireRedis
-from txrwlock import LockNotHeldError, LockStatistics, TxTestCase
+from txrwlock import LockStatistics, TxTestCase
 from txrwlock.redis import (
     LockLostError,
     RedisConnectionError,
@@ -43,48 +45,7 @@ from txrwlock.redis import (
 )
 from txrwlock.redis._lock import _Acquire
 
-_Case = TypeVar("_Case", bound=TxTestCase)
-
 reactor: Any = _reactor
-_WORKER = str(Path(__file__).with_name("redisworker.py"))
-_ROOT = str(Path(__file__).resolve().parent.parent)
-
-
-def _deferred(
-    f: Callable[[_Case], Coroutine[Any, Any, None]],
-) -> Callable[[_Case], Deferred[None]]:
-    """
-    Run an C{async def} test method as a Deferred, which trial waits for on every Twisted we
-    support.
-    """
-
-    @wraps(f)
-    def test(self: _Case) -> Deferred[None]:
-        return Deferred.fromCoroutine(f(self))
-
-    return test
-
-
-def _holdersAndWaiters(stats: LockStatistics) -> tuple[int, bool, int, int]:
-    """
-    @return: the holders and waiters of C{stats}, without the counters (tested apart).
-    """
-    return stats.readers, stats.writing, stats.readersWaiting, stats.writersWaiting
-
-
-def _sleep(seconds: float) -> Deferred[None]:
-    return task.deferLater(reactor, seconds, lambda: None)
-
-
-async def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    """
-    Wait until C{condition()} holds, checking every 20 ms; fail after C{seconds}.
-    """
-    deadline = reactor.seconds() + seconds
-    while not condition():
-        if reactor.seconds() > deadline:
-            raise TimeoutError(f"still not true after {seconds} s: {condition}")
-        await _sleep(0.02)
 
 
 def _info(server: RedisServer, field: str) -> int:
@@ -108,13 +69,6 @@ def _calls(server: RedisServer, command: str) -> int:
     return 0
 
 
-def _bounded(d: Deferred[Any], seconds: float = 10.0) -> Deferred[Any]:
-    """
-    C{d}, failing with L{defer.TimeoutError} if it has not fired within C{seconds}.
-    """
-    return d.addTimeout(seconds, IReactorTime(reactor))
-
-
 class ImportTests(TxTestCase):
     """
     Importing L{txrwlock.redis} imports no reactor.
@@ -124,15 +78,7 @@ class ImportTests(TxTestCase):
         """
         In a fresh interpreter, after the import, the reactor is not loaded.
         """
-        code = (
-            "import sys, txrwlock.redis; "
-            "print(sorted({'twisted.internet.reactor'} & set(sys.modules)))"
-        )
-        env = dict(os.environ, PYTHONPATH=_ROOT)
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-        )
-        self.assertEqual(out.stdout.strip(), "[]")
+        self.assertEqual(_loadedBy("txrwlock.redis", {"twisted.internet.reactor"}), [])
 
 
 class CommandEncodingTests(TxTestCase):
@@ -154,7 +100,7 @@ class CommandEncodingTests(TxTestCase):
         tag = "txrwlock:{3:caf\u00e9}"
         keys = [f"{tag}:{letter}" for letter in "hwqpnr"]
         cases: list[tuple[bytes, tuple[str, ...]]]
-        cases = [(op, ("id:7",)) for op in (b"r", b"w", b"t", b"x", b"y", b"d", b"n")]
+        cases = [(op, ("id:7",)) for op in (b"r", b"u", b"w", b"t", b"x", b"y", b"d", b"n")]
         cases += [(b"s", ()), (b"n", ("a:1", "b:22", "c:333"))]
         for op, ids in cases:
             command = lock._command(op, *ids)
@@ -163,50 +109,6 @@ class CommandEncodingTests(TxTestCase):
             # The lease, rounded up to the millisecond.
             expected = encode("EVALSHA", _SHAS[script], 6, *keys, tag, 1501, *modes, *ids)
             self.assertEqual(command, expected)
-
-
-class _Worker(ProcessProtocol):
-    """
-    A process running L{tests.redisworker}: its output lines, and its end.
-    """
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.ended: Deferred[None] = Deferred()
-        self._buffer = b""
-        self._waiting: list[tuple[str, Deferred[str]]] = []
-
-    def outReceived(self, data: bytes) -> None:
-        self._buffer += data
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for raw in lines:
-            line = raw.decode()
-            self.lines.append(line)
-            for prefix, d in list(self._waiting):
-                if line.startswith(prefix):
-                    self._waiting.remove((prefix, d))
-                    d.callback(line)
-
-    def errReceived(self, data: bytes) -> None:
-        sys.stderr.write(data.decode(errors="replace"))
-
-    def line(self, prefix: str) -> Deferred[str]:
-        """
-        The first line starting with C{prefix}, when it comes.
-        """
-        for line in self.lines:
-            if line.startswith(prefix):
-                return succeed(line)
-        d: Deferred[str] = Deferred()
-        self._waiting.append((prefix, d))
-        return d
-
-    def processEnded(self, reason: Failure) -> None:
-        self.ended.callback(None)
-
-
-async def _gather(coroutines: list[Coroutine[Any, Any, None]]) -> None:
-    await gatherResults([Deferred.fromCoroutine(c) for c in coroutines], consumeErrors=True)
 
 
 def _stopAll(running: list[tuple[type[_RedisTestCase], RedisServer]]) -> None:
@@ -227,6 +129,7 @@ class _RedisTestCase(TxTestCase):
     _running: ClassVar[list[tuple[type[_RedisTestCase], RedisServer]]] = []
 
     def setUp(self) -> None:
+        self.names = 0
         running = _RedisTestCase._running
         if running and running[0][0] is type(self):
             self.server = running[0][1]
@@ -247,6 +150,13 @@ class _RedisTestCase(TxTestCase):
         running.append((type(self), self.server))
         self.server.start()
 
+    def name(self) -> str:
+        """
+        A lock name not used before in this test.
+        """
+        self.names += 1
+        return f"lock{self.names}"
+
     async def connect(self) -> RedisLocks:
         """
         A new client, disconnected after the test.
@@ -261,6 +171,13 @@ class _RedisTestCase(TxTestCase):
         """
         return [(await self.connect()).lock(name, lease=lease) for _ in range(n)]
 
+    async def shortLeased(self, name: str, lost: Any) -> RedisReadersWriterLock:
+        return (await self.connect()).lock(name, lease=0.6, lost=lost)
+
+    def loseHolds(self, lock: RedisReadersWriterLock) -> None:
+        tag = f"txrwlock:{{0:{lock.name}}}"
+        self.server.command("DEL", f"{tag}:h", f"{tag}:w")
+
     async def settle(self, lock: RedisReadersWriterLock) -> LockStatistics:
         """
         Wait until the commands sent so far by every client have run and their replies been
@@ -269,58 +186,33 @@ class _RedisTestCase(TxTestCase):
         await _sleep(0.05)
         return await lock.statistics()
 
+    async def queued(self, waiter: RedisReadersWriterLock, waiters: int) -> None:
+        """
+        Wait until the acquires of C{waiter} wait in Redis: a statistics round trip from it,
+        which follows their tries, as a client's commands run in order (Redis keeps no queue of
+        readers to count C{waiters} in).
+        """
+        await waiter.statistics()
+
     def spawn(self, mode: str, name: str, lease: float, arg: float) -> _Worker:
         """
         Start a worker, killed after the test if still running.
         """
-        worker = _Worker()
-        args = [sys.executable, _WORKER, mode, str(self.server.port), name, str(lease), str(arg)]
-        env = dict(os.environ, PYTHONPATH=_ROOT)
-        process = reactor.spawnProcess(worker, sys.executable, args, env=env, path=_ROOT)
-
-        def kill() -> Deferred[None]:
-            if not worker.ended.called:
-                with contextlib.suppress(ProcessExitedAlready):
-                    process.signalProcess("KILL")
-            return worker.ended
-
-        self.addCleanup(kill)
-        return worker
+        return _spawn(
+            self, "redisworker.py", mode, str(self.server.port), name, str(lease), str(arg)
+        )
 
 
-class ClientsTests(_RedisTestCase):
+class ClientsTests(_RedisTestCase, BackendApiMixin):
     """
-    Several clients of one lock in one process: the policy and API of the local lock.
+    Several clients of one lock in one process: L{BackendApiMixin}'s scenarios, with writers
+    first, and Redis's own: pub/sub wake-ups and handoffs, its scripts, its keys altered by
+    hand, its connection lost, databases.
     """
 
-    @_deferred
-    async def test_exclusion(self) -> None:
-        """
-        A writer holds the lock alone; readers hold it together; a waiter goes in when the
-        holder releases (told by Redis's pub/sub, not a timer: the lease is 30 s).
-        """
-        a, b, c = await self.clients(3)
-        await a.writerAcquire()
-        self.assertTrue(a.isWriting)
-        reading = b.readerAcquire()
-        writing = c.writerAcquire()
-        await self.settle(a)
-        self.assertFalse(reading.called)
-        self.assertFalse(writing.called)
-        self.assertFalse(b.isReading)
-        await a.writerRelease()
-        self.assertFalse(a.isWriting)
-        await _bounded(writing)
-        self.assertTrue(c.isWriting)
-        self.assertFalse(reading.called)
-        await c.writerRelease()
-        await _bounded(reading)
-        await _bounded(a.readerAcquire())
-        self.assertEqual((a.isReading, b.isReading), (True, True))
-        self.assertEqual(_holdersAndWaiters(await a.statistics()), (2, False, 0, 0))
-        await a.readerRelease()
-        await b.readerRelease()
-        self.assertEqual(_holdersAndWaiters(await a.statistics()), (0, False, 0, 0))
+    fair = False
+    oneReadHold = False
+    tokensAcrossNames = False
 
     @_deferred
     async def test_writerPreference(self) -> None:
@@ -363,71 +255,6 @@ class ClientsTests(_RedisTestCase):
             await self.settle(lock)
             self.assertEqual(order, list(range(i + 1)))
             await lock.writerRelease()
-
-    @_deferred
-    async def test_fencingTokens(self) -> None:
-        """
-        Each write acquisition of a name, by any client, gets a larger fencing token; there is
-        none while not writing, nor after a downgrade.
-        """
-        a, b = await self.clients(2)
-        other = (await self.connect()).lock("other")
-        tokens = []
-        for lock in (a, b, a, b, other, a):
-            self.assertIsNone(lock.fencingToken)
-            await lock.writerAcquire()
-            tokens.append(lock.fencingToken)
-            await lock.writerRelease()
-            self.assertIsNone(lock.fencingToken)
-        self.assertTrue(all(isinstance(t, int) for t in tokens))
-        mine = [t for i, t in enumerate(tokens) if i != 4]
-        self.assertEqual(mine, sorted(set(mine)))
-        await a.writerAcquire()
-        await a.writerDowngrade()
-        self.assertIsNone(a.fencingToken)
-        await a.readerRelease()
-
-    @_deferred
-    async def test_cancelWaitingWriter(self) -> None:
-        """
-        Cancelling a waiting writer, or timing it out, fails it with L{CancelledError}, gives up
-        its place in Redis, and lets in the readers waiting behind it.
-        """
-        a, b, c = await self.clients(3)
-        await a.readerAcquire()
-        for giveUp in ("cancel", "timeout"):
-            writing = b.writerAcquire()
-            if giveUp == "timeout":
-                writing.addTimeout(0.3, IReactorTime(reactor))
-            await self.settle(a)
-            reading = c.readerAcquire()
-            await self.settle(a)
-            self.assertFalse(reading.called)
-            if giveUp == "cancel":
-                writing.cancel()
-            failures: list[Failure] = []
-            await writing.addErrback(failures.append)
-            self.assertTrue(failures[0].check(CancelledError, TimeoutError))
-            await _bounded(reading)
-            self.assertFalse(b.isWriting)
-            self.assertEqual(_holdersAndWaiters(await self.settle(a)), (2, False, 0, 0))
-            await c.readerRelease()
-
-    @_deferred
-    async def test_cancelCrossingGrant(self) -> None:
-        """
-        An acquire cancelled while Redis grants it ends in L{CancelledError} and holds nothing:
-        the grant is released.
-        """
-        a, b = await self.clients(2)
-        for acquire in (a.writerAcquire, a.readerAcquire, a.tryWriterAcquire):
-            d = acquire()
-            d.cancel()
-            self.assertIsInstance(await d.addErrback(lambda f: f.value), CancelledError)
-            self.assertEqual((a.isReading, a.isWriting), (False, False))
-            self.assertEqual(_holdersAndWaiters(await self.settle(b)), (0, False, 0, 0))
-            self.assertTrue(await b.tryWriterAcquire())
-            await b.writerRelease()
 
     @_deferred
     async def test_cancelDuringReload(self) -> None:
@@ -481,53 +308,11 @@ class ClientsTests(_RedisTestCase):
         await b.writerRelease()
 
     @_deferred
-    async def test_downgrade(self) -> None:
+    async def test_badLease(self) -> None:
         """
-        A downgraded writer reads, and the waiting readers go in with it, unless a writer waits.
-        """
-        a, b, c = await self.clients(3)
-        await a.writerAcquire()
-        reading = b.readerAcquire()
-        await self.settle(a)
-        self.assertIs(await a.writerDowngrade(), a)
-        self.assertEqual((a.isReading, a.isWriting), (True, False))
-        await _bounded(reading)
-        await a.readerRelease()
-        await b.readerRelease()
-
-        await a.writerAcquire()
-        writing = c.writerAcquire()
-        await self.settle(a)
-        reading = b.readerAcquire()
-        await self.settle(a)
-        await a.writerDowngrade()
-        self.assertEqual(_holdersAndWaiters(await self.settle(b)), (1, False, 1, 1))
-        self.assertFalse(reading.called)
-        await a.readerRelease()
-        await _bounded(writing)
-        await c.writerRelease()
-        await _bounded(reading)
-        await b.readerRelease()
-
-    @_deferred
-    async def test_misuse(self) -> None:
-        """
-        Releasing or downgrading what this object does not hold raises L{LockNotHeldError} and
-        changes nothing; bad names and leases are refused at once.
+        A lease that is not a finite number of seconds, at least 0.01, is refused at once.
         """
         locks = await self.connect()
-        a, b = locks.lock("x"), locks.lock("x")
-        await a.readerAcquire()
-        self.assertRaisesWithMessage(LockNotHeldError, "holds no write hold", a.writerRelease)
-        self.assertRaisesWithMessage(LockNotHeldError, "does not write", a.writerDowngrade)
-        self.assertRaisesWithMessage(LockNotHeldError, "holds no read hold", b.readerRelease)
-        self.assertRaisesWithMessage(LockNotHeldError, "readerRelease()", b.reader.release)
-        await a.readerRelease()
-        self.assertRaisesWithMessage(LockNotHeldError, "holds no read hold", a.readerRelease)
-        self.assertTrue(await b.tryWriterAcquire())
-        await b.writerRelease()
-        self.assertRaisesWithMessage(TypeError, "must be a string", locks.lock, b"x")
-        self.assertRaisesWithMessage(ValueError, "must not be empty", locks.lock, "")
         for lease in (0, -1, 0.001, float("inf"), float("nan")):
             self.assertRaisesWithMessage(ValueError, "at least 0.01", locks.lock, "x", lease=lease)
         self.assertEqual(locks.lock("x", lease=0.01).lease, 0.01)
@@ -650,81 +435,6 @@ class ClientsTests(_RedisTestCase):
         await c.writerRelease()
 
     @_deferred
-    async def test_tryAcquire(self) -> None:
-        """
-        A try takes the lock only when it can now without jumping the queue, and never waits.
-        """
-        a, b = await self.clients(2)
-        self.assertTrue(await a.tryReaderAcquire())
-        self.assertTrue(await b.reader.tryAcquire())
-        self.assertFalse(await b.tryWriterAcquire())
-        await a.readerRelease()
-        await b.readerRelease()
-        self.assertTrue(await a.writer.tryAcquire())
-        self.assertFalse(await b.tryReaderAcquire())
-        self.assertFalse(await b.tryWriterAcquire())
-        self.assertEqual(_holdersAndWaiters(await a.statistics()), (0, True, 0, 0))
-        await a.writerRelease()
-
-    @_deferred
-    async def test_sides(self) -> None:
-        """
-        C{async with} and C{run} on both sides release once Redis has, exception or not.
-        """
-        a, b = await self.clients(2)
-        async with a.writer as lock:
-            self.assertIs(lock, a)
-            self.assertTrue(a.writer.locked)
-        self.assertFalse(a.writer.locked)
-        self.assertTrue(await b.tryWriterAcquire())
-        await b.writerRelease()
-        with self.assertRaises(ZeroDivisionError):
-            async with a.reader:
-                self.assertTrue(a.reader.locked)
-                1 / 0  # noqa: B018
-        self.assertFalse(a.reader.locked)
-
-        async def work(x: int) -> int:
-            await _sleep(0.01)
-            self.assertTrue(a.isWriting)
-            return x * 2
-
-        self.assertEqual(await a.writer.run(work, 21), 42)
-        self.assertEqual(await a.reader.run(lambda: a.isReading), True)
-
-        def broken() -> None:
-            raise ZeroDivisionError()
-
-        await self.assertInlineCbRaises(ZeroDivisionError, a.writer.run, broken)
-        self.assertTrue(await b.tryWriterAcquire())
-        await b.writerRelease()
-
-    @_deferred
-    async def test_concurrentCoroutines(self) -> None:
-        """
-        Many coroutines may use one lock object at once: each read hold is its own, and writers
-        of the same object exclude each other.
-        """
-        (lock,) = await self.clients(1)
-        inside = []
-
-        async def write(i: int) -> None:
-            async with lock.writer:
-                inside.append(i)
-                self.assertEqual(len(inside), 1)
-                await _sleep(0.005)
-                inside.remove(i)
-
-        await _bounded(Deferred.fromCoroutine(_gather([write(i) for i in range(10)])), 30)
-        await lock.readerAcquire()
-        await lock.readerAcquire()
-        self.assertEqual((await lock.statistics()).readers, 2)
-        await lock.readerRelease()
-        self.assertTrue(lock.isReading)
-        await lock.readerRelease()
-        self.assertFalse(lock.isReading)
-
-    @_deferred
     async def test_databases(self) -> None:
         """
         Locks of the same name in different databases are different locks.
@@ -737,27 +447,6 @@ class ClientsTests(_RedisTestCase):
         self.assertTrue(await b.tryWriterAcquire())
         await a.writerRelease()
         await b.writerRelease()
-
-    @_deferred
-    async def test_leaseLostOnRenewal(self) -> None:
-        """
-        A holder whose hold vanished from Redis learns it at its next renewal: C{lost} is called,
-        it no longer writes, and its release fails with L{LockLostError}.
-        """
-        lost: list[tuple[RedisReadersWriterLock, bool]] = []
-        locks = await self.connect()
-        a = locks.lock("x", lease=0.6, lost=lambda lock, writer: lost.append((lock, writer)))
-        await a.writerAcquire()
-        self.server.command("DEL", "txrwlock:{0:x}:h", "txrwlock:{0:x}:w")
-        for _ in range(100):
-            if lost:
-                break
-            await _sleep(0.05)
-        self.assertEqual(lost, [(a, True)])
-        self.assertFalse(a.isWriting)
-        self.assertIsNone(a.fencingToken)
-        await self.assertInlineCbRaisesWithMsg(LockLostError, "was lost", a.writerRelease)
-        self.assertRaises(LockNotHeldError, a.writerRelease)
 
     @_deferred
     async def test_leaseLostUnrenewed(self) -> None:
@@ -781,23 +470,6 @@ class ClientsTests(_RedisTestCase):
         await self.assertInlineCbRaises(LockLostError, a.readerRelease)
         (b,) = await self.clients(1, "x")
         await _bounded(b.writerAcquire())
-        await b.writerRelease()
-
-    @_deferred
-    async def test_watchdog(self) -> None:
-        """
-        A holder with a short lease keeps the lock for many leases: its watchdog renews them,
-        and a waiting writer's place too.
-        """
-        a, b = await self.clients(2, lease=0.6)
-        await a.writerAcquire()
-        writing = b.writerAcquire()
-        await _sleep(2.4)  # four leases
-        self.assertTrue(a.isWriting)
-        self.assertFalse(writing.called)
-        self.assertEqual((await a.statistics()).writersWaiting, 1)
-        await a.writerRelease()
-        await _bounded(writing)
         await b.writerRelease()
 
     @_deferred
@@ -934,21 +606,6 @@ class ClientsTests(_RedisTestCase):
         self.assertEqual(repr(lock.reader), f"<reader side of {expected}>")
         self.assertTrue(repr(locks).startswith("<RedisLocks db=0 "))
         await lock.readerRelease()
-
-    @_deferred
-    async def test_lostUnnoticed(self) -> None:
-        """
-        A hold that vanished from Redis before the holder's next renewal makes its release, or
-        downgrade, fail with L{LockLostError}.
-        """
-        locks = await self.connect()
-        lock = locks.lock("y")
-        for giveBack in (lock.writerRelease, lock.writerDowngrade):
-            await lock.writerAcquire()
-            self.server.command("DEL", "txrwlock:{0:y}:h", "txrwlock:{0:y}:w")
-            await self.assertInlineCbRaisesWithMsg(LockLostError, "was lost", giveBack)
-            self.assertEqual((lock.isReading, lock.isWriting), (False, False))
-            self.assertRaises(LockNotHeldError, lock.readerRelease)
 
     @_deferred
     async def test_lostCallbacks(self) -> None:
@@ -1152,13 +809,7 @@ class RestartTests(_RedisTestCase):
         a, b, c = (
             lo.lock("x", lease=5.0, lost=lambda lock, writer: lost.append(writer)) for lo in locks
         )
-        await a.writerAcquire()
-        before = a.fencingToken
-        assert before is not None
-        writing = b.writerAcquire()
-        await self.settle(a)
-        reading = c.readerAcquire()
-        await self.settle(a)
+        before, writing, reading = await _writingAndWaiting(self, a, b, c)
         self.server.restart()
         await _sleep(3.0)  # reconnected, renewed, retried
         self.assertEqual(lost, [])
@@ -1201,75 +852,21 @@ class RestartTests(_RedisTestCase):
         await lock.writerRelease()
 
 
-class ProcessesTests(_RedisTestCase):
+class ProcessesTests(_RedisTestCase, ProcessesMixin):
     """
-    Workers in separate OS processes sharing one lock.
+    Workers in separate OS processes sharing one lock; the scenarios are L{tests.backendapi}'s.
     """
 
     timeout = 120
+    counterRun = (6, 100, 1.0)
+    # The waiters get the lock once the holder's lease has run out.
+    killedHolder = (1.0, 2.0)
+    shortLease = 1.0
 
-    @_deferred
-    async def test_counter(self) -> None:
-        """
-        6 workers each do 100 non-atomic read-modify-writes of a counter under the write lock,
-        and check under the read lock that it is never half-written: no update is lost, no read
-        torn, and the fencing tokens the store saw only grow.
-        """
-        workers, times = 6, 100
-        running = [self.spawn("counter", "counter", 1.0, times) for _ in range(workers)]
-        results = []
-        for worker in running:
-            line = await _bounded(worker.line("DONE "), 100)
-            results.append(json.loads(line.split(" ", 1)[1]))
-        self.assertEqual(results, [{"torn": 0, "lost": 0}] * workers)
-        self.assertEqual(self.server.command("GET", "a"), str(workers * times).encode())
-        self.assertEqual(self.server.command("GET", "b"), str(workers * times).encode())
-        tokens = self._tokens()
-        self.assertEqual(len(tokens), workers * times)
-        self.assertEqual(tokens, sorted(set(tokens)))
+    def makeCounter(self) -> None:
+        pass  # the server is empty
 
-    def _tokens(self) -> list[int]:
+    def counted(self) -> tuple[int, int, list[int]]:
         count = int(self.server.command("LLEN", "tokens")[1:])
-        return [int(self.server.command("LINDEX", "tokens", str(i))) for i in range(count)]
-
-    @_deferred
-    async def test_killedHolder(self) -> None:
-        """
-        When a holder is killed (SIGKILL: it releases nothing), the waiters get the lock within
-        its lease and a second, though their own leases are longer.
-        """
-        lease = 1.0
-        for writer in (True, False):
-            holder = self.spawn("hold", "x", lease, 3600)
-            await _bounded(holder.line("HOLDING"), 30)
-            (lock,) = await self.clients(1, "x", lease=30.0)
-            side = lock.writer if writer else lock.reader
-            waiting = side.acquire()
-            await self.settle(lock)
-            self.assertFalse(waiting.called)
-            start = reactor.seconds()
-            os.kill(holder.transport.pid, signal.SIGKILL)  # type: ignore[union-attr]
-            await _bounded(waiting, 30)
-            self.assertLess(reactor.seconds() - start, lease + 1.0)
-            await side.release()
-
-    @_deferred
-    async def test_watchdogAcrossProcesses(self) -> None:
-        """
-        A worker holding with a short lease for several leases keeps the lock throughout: others
-        cannot take it, and it releases it cleanly.
-        """
-        lease = 1.0
-        holder = self.spawn("hold", "x", lease, 4 * lease)
-        token = int((await _bounded(holder.line("HOLDING"), 30)).split()[1])
-        # Three leases of the four it holds: the end stays clear of its release.
-        end = reactor.seconds() + 3 * lease
-        (lock,) = await self.clients(1, "x", lease=lease)
-        while reactor.seconds() < end:
-            self.assertFalse(await lock.tryWriterAcquire())
-            await _sleep(0.1)
-        self.assertEqual(await _bounded(holder.line("RELEASED"), 30), "RELEASED")
-        self.assertIn("KEPT", holder.lines)
-        await _bounded(lock.writerAcquire())
-        self.assertGreater(lock.fencingToken, token)
-        await lock.writerRelease()
+        tokens = [int(self.server.command("LINDEX", "tokens", str(i))) for i in range(count)]
+        return int(self.server.command("GET", "a")), int(self.server.command("GET", "b")), tokens

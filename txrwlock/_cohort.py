@@ -212,9 +212,9 @@ class SharedHold(Generic[_T]):
         """
         Turn the write hold, which must be held, into a read hold, as C{remote()} does for the
         remote one: a L{Deferred} of the read hold's value, or of L{None} if the write hold was
-        gone.  Then the local readers first in line share it; if it was gone, the hold is given
-        up here.  If it was dropped meanwhile (L{drop}), the read hold the store may have made
-        is given back.
+        gone, which calls L{contend} before it fires if a writer waits.  Then the local readers
+        first in line share it; if it was gone, the hold is given up here.  If it was dropped
+        meanwhile (L{drop}), the read hold the store may have made is given back.
 
         @return: C{remote()}'s L{Deferred}.
         """
@@ -234,6 +234,8 @@ class SharedHold(Generic[_T]):
                 self.local.writerDowngrade()
             return value
 
+        # A read hold is contended by the writers only: the store says if one waits.
+        self._contended = False
         return remote().addCallback(done)
 
     def _letIn(self, _: object, writer: bool, joined: Deferred[_T | None]) -> None:

@@ -56,7 +56,8 @@ _SHAS = {name: sha1(text.encode()).hexdigest() for name, text in _TEXTS.items()}
 _BLOCK = 16
 # Each operation of a lock: its script, and the mode it passes it (ARGV[3]), if any.
 _OPERATIONS: dict[bytes, tuple[str, bytes | None]] = {
-    b"r": ("acquire_read", None),
+    b"r": ("acquire_read", b"q"),
+    b"u": ("acquire_read", b"t"),
     b"w": ("acquire_write", b"q"),
     b"t": ("acquire_write", b"t"),
     b"x": ("release", b"a"),
@@ -330,6 +331,7 @@ class RedisReadersWriterLock(_CohortLock):
     #   - _remoteId is the id of the last remote hold granted; _remoteSent is when its lease last
     #     started (the send of the command that granted or renewed it); _lastToken is the last
     #     token of its block, if it writes.
+    #   - _downgradeSent: a downgrade of the remote hold is on its way.
     #   - _listening is whether this object listens on its channel: while _taking has waited (a
     #     try failed), and from a second acquire while it holds or waits until it neither holds
     #     nor waits, so that it hears when another client waits for the hold its coroutines
@@ -382,6 +384,7 @@ class RedisReadersWriterLock(_CohortLock):
         self._remoteId: str | None = None
         self._remoteSent = 0.0
         self._lastToken = 0
+        self._downgradeSent = False
         self._listening = False
         self._retryTimer: _Timer | None = None
 
@@ -467,7 +470,7 @@ class RedisReadersWriterLock(_CohortLock):
     def _try(self, a: _Acquire) -> None:
         a.inFlight = True
         a.again = False
-        op = (b"w" if a.queue else b"t") if a.writer else b"r"
+        op = (b"w" if a.queue else b"t") if a.writer else (b"r" if a.queue else b"u")
         self._runAcked(self._command(op, a.id), self._tried, a).addErrback(self._tryFailed, a)
 
     def _runAcked(self, command: bytes, then: Callable[..., _T], *args: object) -> Deferred[_T]:
@@ -573,8 +576,9 @@ class RedisReadersWriterLock(_CohortLock):
         """
         What Redis tells this client: C{"<id> <token>"}, the waiter of that id was granted the
         hold by a release (handed off; a reader's token is 0; C{"<id> <token> !"} if another
-        client waits already); C{"! <id>"}, another client waits for the hold of that id; or
-        L{None}, messages may have been missed: try again, and ask.
+        client waits already); C{"! <id>"} or C{"? <id>"}, another client's writer or reader
+        waits for the hold of that id; or L{None}, messages may have been missed: try again,
+        and ask.
         """
         if message is None:
             self._retry()
@@ -583,9 +587,9 @@ class RedisReadersWriterLock(_CohortLock):
             return
         holdId, _, rest = message.partition(" ")
         a = self._taking
-        if holdId == "!":
+        if holdId in ("!", "?"):
             if rest == self._remoteId or (a is not None and rest == a.id):
-                self._hold.contend()
+                self._contend(holdId)
             return
         if a is None or a.id != holdId:
             return  # not this object's, or cancelled: its removal gives the hold back
@@ -603,6 +607,14 @@ class RedisReadersWriterLock(_CohortLock):
         if othersWait:
             self._hold.contend()
         self._took(a, int(token) if a.writer else 1, a.sent)
+
+    def _contend(self, who: str) -> None:
+        """
+        Redis says who waits for this object's remote hold: C{"!"} a writer, C{"?"} only readers,
+        which wait for a write hold only (a "?" may come as its downgrade runs, or after).
+        """
+        if who == "!" or (self._hold.writing and not self._downgradeSent):
+            self._hold.contend()
 
     def _askWhoWaits(self) -> None:
         """
@@ -684,6 +696,9 @@ class RedisReadersWriterLock(_CohortLock):
 
     def _downgradeRemote(self, holdId: str) -> Deferred[_Grant | None]:
         def downgraded(held: int, sent: float, acked: bool) -> _Grant | None:
+            self._downgradeSent = False
+            if held == 2:
+                self._hold.contend()  # a writer waits
             if held and acked:
                 # Not acknowledged, the read hold is the primary's only: a failover would leave
                 # the write hold, as the replicas had it, lasting until its deadline, kept here.
@@ -691,7 +706,13 @@ class RedisReadersWriterLock(_CohortLock):
                 self._extend(holdId, sent)
             return (0, False) if held else None
 
-        return self._runAcked(self._command(b"d", cast(str, self._remoteId)), downgraded)
+        def failed(failure: Failure) -> Failure:
+            self._downgradeSent = False
+            return failure
+
+        self._downgradeSent = True
+        command = self._command(b"d", cast(str, self._remoteId))
+        return self._runAcked(command, downgraded).addErrback(failed)
 
     def _removeRemote(self, holdId: str) -> Deferred[None]:
         """
@@ -726,8 +747,8 @@ class RedisReadersWriterLock(_CohortLock):
             if not lost and remote is not None and remote == self._remoteId:
                 if acked:
                     self._remoteSent = max(self._remoteSent, sent)
-                if "!" in gone:
-                    self._hold.contend()
+                if gone and gone[-1] in ("!", "?"):
+                    self._contend(gone[-1])
             # A renewal too few replicas acknowledged extends nothing: after a failover, the
             # leases would run out as the replicas have them.
             self._holdsRenewed(held if acked or lost else [], held if lost else (), sent)

@@ -22,10 +22,11 @@ if head then
   end
 end
 
--- Tell the client of the hold id that another client waits for it ("! <id>"): its cohort then
--- takes no new reader into that hold, and does not pass it on (issue 12).
-local function contend(id)
-  redis.call('PUBLISH', channel .. ':' .. string.match(id, '^[^:]*'), '! ' .. id)
+-- Tell the client of the hold id that another client waits for it: "! <id>" a writer, "? <id>"
+-- only readers (which wait for write holds only).  Its cohort then takes no new reader into that
+-- hold, and does not pass it on (issue 12).
+local function contend(id, kind)
+  redis.call('PUBLISH', channel .. ':' .. string.match(id, '^[^:]*'), kind .. ' ' .. id)
 end
 
 -- Not granted: minus one minus the milliseconds (rounded up) until the earliest lease ends, when

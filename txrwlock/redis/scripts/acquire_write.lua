@@ -26,7 +26,7 @@ elseif not w and (not head or head == id) and redis.call('EXISTS', holders) == 0
   local grantee, ends = id, now + lease
 --#include grant
   result, w = token, id
-  if redis.call('EXISTS', queue, readers) > 0 then contend(id) end
+  if redis.call('EXISTS', queue, readers) > 0 then contend(id, '!') end
 elseif try then
   result = 0
 else
@@ -37,9 +37,9 @@ else
     -- granted while others waited (told so with the grant).
     if head == id then
       if w then
-        contend(w)
+        contend(w, '!')
       else
-        for _, holder in ipairs(redis.call('ZRANGE', holders, 0, -1)) do contend(holder) end
+        for _, holder in ipairs(redis.call('ZRANGE', holders, 0, -1)) do contend(holder, '!') end
       end
     end
   end

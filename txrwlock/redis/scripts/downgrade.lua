@@ -1,6 +1,7 @@
 -- downgrade: the write hold of id becomes a read hold, with a new lease.
 -- KEYS: h w q p n r (see _prelude.lua).  ARGV: channel, lease (ms), id.
--- Reply: 1 if id held the write hold, else 0.
+-- Reply: 1 if id held the write hold, 2 if so and a writer waits (its cohort then takes no new
+-- reader), else 0.
 --#include prelude
 local id = ARGV[3]
 --#include now
@@ -11,6 +12,6 @@ if w == id then
   w = false
   redis.call('ZADD', holders, now + lease, id)
   freed, readersMayGo = true, true
-  result = 1
+  result = head and 2 or 1
 end
 --#include tell

@@ -1,7 +1,7 @@
 -- renew: give the holds and places of the ids a new lease.
 -- KEYS: h w q p n r (see _prelude.lua).  ARGV: channel, lease (ms), ids...
--- Reply: the ids that have neither a hold nor a place (lost); then "!" if another client waits
--- (a writer queues, or a reader waits): the holder's cohort stops sharing its hold (see contend).
+-- Reply: the ids that have neither a hold nor a place (lost); then "!" if a writer waits, or "?" if
+-- only readers do: the holder's cohort stops sharing its hold (see contend).
 --#include prelude
 --#include now
 --#include sweep
@@ -19,5 +19,9 @@ for i = 3, #ARGV do
     table.insert(result, ARGV[i])
   end
 end
-if redis.call('EXISTS', queue, readers) > 0 then table.insert(result, '!') end
+if redis.call('EXISTS', queue) > 0 then
+  table.insert(result, '!')
+elseif redis.call('EXISTS', readers) > 0 then
+  table.insert(result, '?')
+end
 --#include tell
