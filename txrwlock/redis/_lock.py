@@ -181,7 +181,7 @@ class RedisLocks:
         those of another.
 
         @param name: the lock's name, any non-empty string.
-        @param lease: seconds a hold, or a waiting writer's place, lasts unless renewed; this
+        @param lease: seconds a hold, or a waiter's place, lasts unless renewed; this
             object renews them every C{lease / 3} seconds.
         @param lost: called with the lock and whether the hold was the writer's, each time this
             object loses a hold because its lease ran out unrenewed.
@@ -252,9 +252,8 @@ class _Acquire:
     @ivar id: the hold id, unique across clients: the same in every try of this acquire.
     @ivar inFlight: whether a try is running in Redis.
     @ivar again: whether to try again as soon as the running try fails (a release came).
-    @ivar waited: whether a try has failed: this acquire waits (and a writer has a place in
-        Redis's queue).
-    @ivar sent: when the last try that queued this writer was sent: a grant handed off to it
+    @ivar waited: whether a try has failed: this acquire waits, with a place in Redis.
+    @ivar sent: when the last try that placed this waiter was sent: a grant handed off to it
         lasts a lease from then, at least.  (A waiter tries again whenever the earliest lease
         ends, so this is seldom older than a lease.)
     """
@@ -293,11 +292,19 @@ class RedisReadersWriterLock(_CohortLock):
 
     B{Policy}, across all clients, as the local lock's default: writer preference.  While a writer
     holds or waits, new readers wait; writers are served in arrival order (arrival at Redis);
-    when no writer holds or waits, waiting readers all go in.  A hold that goes is handed to the
-    first waiting writer in Redis, by the same script, which tells it: the woken writer needs no
-    round trip of its own (see "In Redis" in the docs).
+    when no writer holds or waits, waiting readers all go in.  A hold that goes is handed, by the
+    same script, to the first waiting writer in Redis, or else to every waiting reader, and they
+    are told: a woken waiter needs no round trip of its own (see "In Redis" in the docs).
 
-    B{Leases and fencing.}  Every hold, and every waiting writer's place, has a lease: it vanishes
+    B{Cohorts.}  The coroutines of one object share one hold in Redis: its readers share one read
+    hold, and a writer leaving passes the write hold to the object's next writer, up to 15 times
+    in a row, each with a fencing token of its own, one more than the last.  Within the object,
+    a local fair lock serves its coroutines in arrival order.  Once another client waits (Redis
+    tells this object), the hold takes no new reader and is passed on no more: it is given back
+    when the coroutines inside leave, so writer preference and the writers' order hold across
+    clients.  See "Cohorts" in the docs.
+
+    B{Leases and fencing.}  Every hold, and every waiter's place, has a lease: it vanishes
     C{lease} seconds after it was last renewed, and this object renews it every C{lease / 3}
     seconds.  So a client that dies or hangs loses its holds within one lease, and the others go
     on.  A hold this object could not renew in time (Redis unreachable, the process paused) is
@@ -634,7 +641,7 @@ class RedisReadersWriterLock(_CohortLock):
             self._try(a)
             return
         self._taking = None
-        # The try may have been granted, or queued this writer, before the failure.
+        # The try may have been granted, or placed this waiter, before the failure.
         self._removeRemote(a.id)
         a.deferred.errback(failure)
 
