@@ -11,14 +11,15 @@ from typing import Any, cast
 from twisted.internet.defer import CancelledError
 from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
 
-from tests.test_observe import _Base, _thisLine, _Told
+from tests.backendapi import _ClientsHooks
+from tests.test_observe import _thisLine, _Told
 from tests.test_redis import _bounded, _deferred, _sleep
-from txrwlock import LockEvent, LockStatistics
+from txrwlock import LockEvent
 
 __all__ = ["ObservingMixin"]
 
 
-class ObservingMixin(_Base):
+class ObservingMixin(_ClientsHooks):
     """
     One client's lock, watched, beside others.  A backend's test case provides the locks
     (L{lockObjects}, L{losingLock}), takes holds away in its store (L{loseHolds}), and waits
@@ -35,18 +36,6 @@ class ObservingMixin(_Base):
     async def losingLock(self) -> Any:
         """
         @return: a lock object with a lease short enough for a test to see it lost.
-        """
-        raise NotImplementedError()
-
-    def loseHolds(self, lock: Any) -> None:
-        """
-        Make the store forget the holds of C{lock}, which learns of it at its next renewal.
-        """
-        raise NotImplementedError()
-
-    async def settle(self, lock: Any) -> LockStatistics:
-        """
-        Wait until what was sent so far has reached the store: a statistics round trip.
         """
         raise NotImplementedError()
 

@@ -30,10 +30,6 @@ class ObservingTests(_PostgresTestCase, ObservingMixin):
     async def losingLock(self) -> PostgresReadersWriterLock:
         return (await self.connect(lease=0.9)).lock(self.name())
 
-    def loseHolds(self, lock: Any) -> None:
-        # Its session ended, the server released its advisory locks; the next heartbeat fails.
-        self.pg.sql(f"SELECT pg_terminate_backend({lock._session.pid})", dbname="app")
-
     @_deferred
     async def test_localWaits(self) -> None:
         """

@@ -36,6 +36,24 @@ class CohortTests(_RedisTestCase):
         await _until(lambda: self.server.query("PUBSUB", "NUMSUB", channel)[1] == 1)
         await lock.statistics()  # after the subscription's own round trips
 
+    async def writerThenReader(
+        self, a: RedisReadersWriterLock, b: RedisReadersWriterLock, writing: Deferred[Any]
+    ) -> None:
+        """
+        C{a} holds two read holds, contended by C{b}'s waiting writer (C{writing}): a new reader
+        of C{a} waits; the writer goes in once both read holds are released, the reader after
+        it.
+        """
+        reading = a.readerAcquire()
+        await a.readerRelease()
+        self.assertFalse(writing.called)
+        await a.readerRelease()
+        await _bounded(writing)
+        self.assertFalse(reading.called)
+        await b.writerRelease()
+        await _bounded(reading)
+        await a.readerRelease()
+
     @_deferred
     async def test_readersShareOneHold(self) -> None:
         """
@@ -97,15 +115,7 @@ class CohortTests(_RedisTestCase):
         await self.listening(a)
         writing = b.writerAcquire()
         await _until(lambda: a._hold._contended)
-        reading = a.readerAcquire()
-        await a.readerRelease()
-        self.assertFalse(writing.called)
-        await a.readerRelease()
-        await _bounded(writing)
-        self.assertFalse(reading.called)
-        await b.writerRelease()
-        await _bounded(reading)
-        await a.readerRelease()
+        await self.writerThenReader(a, b, writing)
 
     @_deferred
     async def test_waitingWriterStopsPassing(self) -> None:
@@ -144,14 +154,7 @@ class CohortTests(_RedisTestCase):
         self.assertFalse(a._hold._contended)  # told, but not listening
         await a.readerAcquire()  # the second acquire: a listens, and asks
         await _until(lambda: a._hold._contended)
-        reading = a.readerAcquire()
-        await a.readerRelease()
-        await a.readerRelease()
-        await _bounded(writing)
-        self.assertFalse(reading.called)
-        await b.writerRelease()
-        await _bounded(reading)
-        await a.readerRelease()
+        await self.writerThenReader(a, b, writing)
 
     @_deferred
     async def test_sharedHoldLost(self) -> None:

@@ -25,7 +25,3 @@ class ObservingTests(_RedisTestCase, ObservingMixin):
 
     async def losingLock(self) -> RedisReadersWriterLock:
         return (await self.connect()).lock("x", lease=0.6)
-
-    def loseHolds(self, lock: Any) -> None:
-        tag = f"txrwlock:{{0:{lock.name}}}"
-        self.server.command("DEL", f"{tag}:h", f"{tag}:w")
