@@ -49,7 +49,8 @@ class SharedHold(Generic[_T]):
     readers that came meanwhile take the next one, behind the client that waits.  So a cohort
     never keeps the store's writers out for longer than its current holders hold.
 
-    @ivar local: the local lock, fair, so that the policy here is the one across clients.
+    @ivar local: the local lock, fair: the object's coroutines go in the order they came (for
+        PostgreSQL, the policy across clients too).
     """
 
     # Invariants:
@@ -64,8 +65,8 @@ class SharedHold(Generic[_T]):
     #     release), else None.
     #   - _next are the local holders waiting for the remote hold to be given back, to take the
     #     next one (readers who found it contended, or being passed on), or for a try's answer.
-    #   - _contended: a client of the store waits for the remote hold (or may: messages were
-    #     missed); reset when a remote acquire starts.
+    #   - _contended: a client of the store waits for the remote hold, as the store said, or the
+    #     hold was lost; reset when a remote acquire starts, and by a downgrade.
     #   - The local lock's holders are the _sharers, the _joiners and the _next; its waiters are
     #     the _letting.  One whose remote part fails, whose try the store refuses, or who is
     #     cancelled, gives its local hold back before it is told.
