@@ -342,6 +342,28 @@ class ClientsTests(_RedisTestCase, BackendApiMixin):
         await a.writerRelease()
 
     @_deferred
+    async def test_listeningLingers(self) -> None:
+        """
+        An object whose acquires wait again and again keeps its subscription between waits (one
+        C{SUBSCRIBE} for them all), and gives it up once it has neither held nor waited for a
+        while.
+        """
+        a, b = await self.clients(2)
+        subscribes = _calls(self.server, "subscribe")
+        for _ in range(3):
+            await a.writerAcquire()
+            writing = b.writerAcquire()
+            await _until(lambda: b._listening)
+            await self.settle(b)
+            await a.writerRelease()
+            await _bounded(writing)
+            await b.writerRelease()
+        self.assertEqual(_calls(self.server, "subscribe") - subscribes, 1)
+        channel = b._channel
+        await _until(lambda: self.server.query("PUBSUB", "NUMSUB", channel)[1] == 0)
+        self.assertFalse(b._listening)
+
+    @_deferred
     async def test_wakeOnlyWhoWaits(self) -> None:
         """
         A hold that goes is told only to the client it concerns, on that client's channel: the

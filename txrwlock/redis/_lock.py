@@ -50,6 +50,11 @@ _TEXTS = {
     for name in ("acquire_read", "acquire_write", "release", "downgrade", "renew", "statistics")
 }
 _SHAS = {name: sha1(text.encode()).hexdigest() for name, text in _TEXTS.items()}
+# Seconds an object keeps listening once it neither holds nor waits: one whose acquires wait again
+# and again (a busy lock, across processes) keeps its subscription, instead of paying a SUBSCRIBE,
+# an UNSUBSCRIBE and a try again (what was published before the subscription was missed) for
+# every wait.
+_LINGER = 1.0
 # The tokens of a write grant: Redis hands out blocks of this many (scripts/_grant.lua), the first
 # for the grantee, the others for the local writers it passes the hold on to, in a row while no
 # other client waits.
@@ -342,9 +347,10 @@ class RedisReadersWriterLock(_CohortLock):
     #   - _listening is whether this object listens on its channel: while _taking has waited (a
     #     try failed), and from a second acquire while it holds or waits until it neither holds
     #     nor waits, so that it hears when another client waits for the hold its coroutines
-    #     share.  So an uncontended lock, one acquire at a time, costs the client no
-    #     subscription.  What was said before it listened, or while its connection was down, it
-    #     asks again (_askWhoWaits).
+    #     share, and until it has neither held nor waited for _LINGER seconds (_linger, the
+    #     timer of that, is set while it listens and is idle).  So an uncontended lock, one
+    #     acquire at a time, costs the client no subscription.  What was said before it listened,
+    #     or while its connection was down, it asks again (_askWhoWaits).
     #   - _retryTimer, if active, is due no later than the earliest lease in Redis that keeps
     #     _taking out, as Redis last told it.
 
@@ -393,6 +399,7 @@ class RedisReadersWriterLock(_CohortLock):
         self._lastToken = 0
         self._downgradeSent = False
         self._listening = False
+        self._linger: _Timer | None = None
         self._retryTimer: _Timer | None = None
 
     def statistics(self) -> Deferred[LockStatistics]:
@@ -564,11 +571,19 @@ class RedisReadersWriterLock(_CohortLock):
 
     def _unlistenIfIdle(self) -> None:
         """
-        Stop hearing the channel once this object neither holds nor waits: subscriptions grow
-        with the names in use, not the names ever used.
+        Stop hearing the channel once this object has neither held nor waited for L{_LINGER}
+        seconds: subscriptions grow with the names in use, not the names ever used.
         """
-        if self._listening and not (self._holds or self._waiting or self._taking):
+        if self._listening and self._linger is None and self._idle():
+            self._linger = self._clock.callLater(_LINGER, self._lingered)
+
+    def _lingered(self) -> None:
+        self._linger = None
+        if self._listening and self._idle():
             self._unlisten()
+
+    def _idle(self) -> bool:
+        return not (self._holds or self._waiting or self._taking)
 
     def _unlisten(self) -> None:
         self._listening = False
@@ -772,9 +787,10 @@ class RedisReadersWriterLock(_CohortLock):
 
         @return: the removals sent.
         """
-        if self._retryTimer is not None and self._retryTimer.active():
-            self._retryTimer.cancel()
-        self._retryTimer = None
+        for timer in (self._retryTimer, self._linger):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._retryTimer = self._linger = None
         if self._listening:
             self._unlisten()
         removals = []
