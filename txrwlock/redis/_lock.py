@@ -344,13 +344,13 @@ class RedisReadersWriterLock(_CohortLock):
     #     started (the send of the command that granted or renewed it); _lastToken is the last
     #     token of its block, if it writes.
     #   - _downgradeSent: a downgrade of the remote hold is on its way.
-    #   - _listening is whether this object listens on its channel: while _taking has waited (a
-    #     try failed), and from a second acquire while it holds or waits until it neither holds
-    #     nor waits, so that it hears when another client waits for the hold its coroutines
-    #     share, and until it has neither held nor waited for _LINGER seconds (_linger, the
-    #     timer of that, is set while it listens and is idle).  So an uncontended lock, one
-    #     acquire at a time, costs the client no subscription.  What was said before it listened,
-    #     or while its connection was down, it asks again (_askWhoWaits).
+    #   - _listening is whether this object listens on its channel: from when an acquire waits
+    #     (a try failed) or comes while it holds or waits (so that it hears when another client
+    #     waits for the hold its coroutines share), until it has neither held nor waited for
+    #     _LINGER seconds (_linger, the timer of that, is set while it listens and is idle).  So
+    #     an uncontended lock, one acquire at a time, costs the client no subscription.  What was
+    #     said before it listened, or while its connection was down, it asks again
+    #     (_askWhoWaits).
     #   - _retryTimer, if active, is due no later than the earliest lease in Redis that keeps
     #     _taking out, as Redis last told it.
 
@@ -457,8 +457,9 @@ class RedisReadersWriterLock(_CohortLock):
 
     def _acquire(self, writer: bool, queue: bool) -> Deferred[Any]:
         if self._holds or self._waiting:
-            # Busy: listen, so that the next remote hold may be shared (see _take).  And a
-            # remote hold whose lease ran out by the clock takes nobody new.
+            # Busy: listen, to hear when another client waits for the hold this object's
+            # coroutines share.  And a remote hold whose lease ran out by the clock takes nobody
+            # new.
             if not self._listening and not self._closed():
                 self._listen()
             if self._holds and self._clock.seconds() >= self._remoteSent + self.lease:
@@ -552,10 +553,11 @@ class RedisReadersWriterLock(_CohortLock):
             return
         self._remoteId = a.id
         self._remoteSent = sent
-        token = reply if a.writer else 0
-        # A write grant's token opens a block of _BLOCK: the rest are for the local writers it
-        # passes on to (see _grant.lua).
-        self._lastToken = token + _BLOCK - 1
+        token = 0
+        if a.writer:
+            # A write grant's token opens a block of _BLOCK: the rest are for the local writers
+            # it passes on to (see _grant.lua).
+            token, self._lastToken = reply, reply + _BLOCK - 1
         a.deferred.callback((token, a.waited))
 
     def _listen(self) -> None:
@@ -759,7 +761,8 @@ class RedisReadersWriterLock(_CohortLock):
     def _renewLeases(self, held: list[str]) -> Deferred[None] | None:
         # The remote hold, if this object holds, and the waiter's place, if it has one.
         remote = self._remoteId if held else None
-        place = self._taking.id if self._needsRenewal() else None  # type: ignore[union-attr]
+        a = self._taking
+        place = a.id if a is not None and a.waited else None
         ids = [i for i in (remote, place) if i is not None]
         if not ids:
             return None
