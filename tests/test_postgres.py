@@ -14,11 +14,11 @@ import atexit
 import hashlib
 import os
 import signal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import psycopg
 from twisted.internet import reactor as _reactor
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 
 from tests.backendapi import (
     BackendApiMixin,
@@ -180,6 +180,27 @@ class ClientsTests(_PostgresTestCase, BackendApiMixin):
             await self.settle(lock)
             self.assertEqual(order, ["W1", "R2", "W2", "R3"][: i + 1])
             await (lock.writerRelease() if lock in (w1, w2) else lock.readerRelease())
+
+    @_deferred
+    async def test_waitingSessionStopsReaders(self) -> None:
+        """
+        Once a heartbeat finds another session waiting, the object's shared hold takes no new
+        reader: the waiting writer goes in when the readers inside leave, the new reader after.
+        """
+        a, b = await self.clients(2, self.name())
+        await a.readerAcquire()
+        await a.readerAcquire()
+        writing = b.writerAcquire()
+        await self.queued(a, 1)
+        await cast(Deferred[None], a._renewLeases(list(a._holds)))
+        reading = a.readerAcquire()
+        await a.readerRelease()
+        await a.readerRelease()
+        await _bounded(writing)
+        self.assertFalse(reading.called)
+        await b.writerRelease()
+        await _bounded(reading)
+        await a.readerRelease()
 
     @_deferred
     async def test_repr(self) -> None:

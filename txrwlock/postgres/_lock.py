@@ -233,7 +233,8 @@ class PostgresReadersWriterLock(_CohortLock):
     of the queue go in together, and a reader waits behind a waiting writer (the local lock's
     C{fair=True}).  Within one lock object, a local fair lock comes first: its readers share one
     shared advisory lock (the first takes it, the last gives it back), its writers take the
-    exclusive one in turn.
+    exclusive one in turn.  Once a heartbeat finds another session waiting, the shared lock takes
+    no new reader of this object, so that its readers cannot keep that session out for ever.
 
     B{Leases and fencing.}  A lock object's session is ended by the server once idle for a lease
     (C{idle_session_timeout}), which releases its locks; this object runs a statement on it every
@@ -277,6 +278,8 @@ class PostgresReadersWriterLock(_CohortLock):
         super().__init__(locks._reactor, name, locks.lease, lost, debug)
         self._locks = locks
         self._key = lockKey(name)
+        # The key as pg_locks shows it, in two 32-bit halves.
+        self._keyHalves = (str((self._key >> 32) & 0xFFFFFFFF), str(self._key & 0xFFFFFFFF))
         leaseMs = max(1, round(locks.lease * 1000))
         self._session: Session = locks._client.session(
             _SQL["setup"], str(leaseMs), str(max(1, leaseMs // 3))
@@ -290,13 +293,12 @@ class PostgresReadersWriterLock(_CohortLock):
             waiting in this object's local lock; and this object's counters.
         """
         local = self._hold.local.statistics()
-        high, low = (self._key >> 32) & 0xFFFFFFFF, self._key & 0xFFFFFFFF
 
         def made(row: tuple[int, int, int, int]) -> LockStatistics:
             waiting = row[2] + local.readersWaiting, row[3] + local.writersWaiting
             return self._statistics(row[0], bool(row[1]), *waiting)
 
-        query = self._locks._client.control.execute(_SQL["statistics"], str(high), str(low))
+        query = self._locks._client.control.execute(_SQL["statistics"], *self._keyHalves)
         return query.addCallback(made)
 
     def _closed(self) -> bool:
@@ -395,8 +397,10 @@ class PostgresReadersWriterLock(_CohortLock):
             return None
         sent = self._clock.seconds()
 
-        def renewed(_: object) -> None:
+        def renewed(row: tuple[bool]) -> None:
             self._since = max(self._since, sent)
+            if row[0]:
+                self._hold.contend()  # another session waits
             self._holdsRenewed(held, (), sent)
 
         def failed(failure: Failure) -> Failure | None:
@@ -405,7 +409,7 @@ class PostgresReadersWriterLock(_CohortLock):
             self._holdsRenewed(held, held, sent)  # the session ended, and its locks with it
             return None
 
-        d = self._session.execute(_SQL["heartbeat"], reconnect=False)
+        d = self._session.execute(_SQL["heartbeat"], *self._keyHalves, reconnect=False)
         return d.addCallbacks(renewed, failed)
 
     def _close(self) -> None:

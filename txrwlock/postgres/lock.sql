@@ -69,7 +69,15 @@ SELECT pg_advisory_unlock(%s) FROM (SELECT pg_advisory_lock_shared(%s) OFFSET 0)
 SELECT pg_advisory_unlock_all()
 
 -- name: heartbeat
-SELECT 1
+-- Whether another session waits for the lock: the object's cohort then takes nobody new into its
+-- hold (see _cohort.SharedHold), so that its readers, joining it one after another, cannot keep
+-- that session out for more than a third of a lease.  %s, %s: the high and low 32 bits of the key.
+SELECT EXISTS (
+    SELECT FROM pg_locks
+    WHERE locktype = 'advisory' AND NOT granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 1
+)
 
 -- name: cancel
 -- On the control session.  %s: the pid of the session whose statement is cancelled.
