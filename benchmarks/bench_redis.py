@@ -38,6 +38,7 @@ from typing import Any, cast
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(_HERE), str(_HERE.parent)]  # _common, and tests.redisserver
@@ -52,7 +53,7 @@ FLOOR = "2x EVALSHA (floor)"
 REDISPY = "redis-py Lock"
 EMPTY_SCRIPT = "return 0"
 HANDOFF = "handoff floor"
-BATON_SCRIPT = "redis.call('PUBLISH', ARGV[1], ARGV[2]) return 0"
+BATON_SCRIPT = "return redis.call('PUBLISH', ARGV[1], ARGV[2])"
 
 
 def run(ctx: Context, only: tuple[str, int] | None = None) -> Report:
@@ -604,55 +605,70 @@ class _Baton:
     with one C{EVALSHA} of L{BATON_SCRIPT}, which only C{PUBLISH}es.  So a pair has the critical
     path of our lock's handoff (a message from Redis, the C{INCRBY}, one command to Redis) with
     no lock logic: its pairs/s are a floor for any lock that hands off through Redis, with our
-    client.  The first process holds the baton at the start.
+    client.
+
+    No baton is lost while a process waits, so every process ends its slot: the first process
+    holds the baton at the start; every process makes at least one pair (see
+    L{_twistedCoroutine}); and the message, how many times the baton has been passed, tells
+    whether the next process has had it before: a pass nobody heard is made again if not (that
+    process is late to subscribe), and is the last if so (it has left).
     """
 
     def __init__(self, client: Any, sha: str, slot: dict[str, Any]) -> None:
-        from txrwlock.redis._client import encode
+        from txrwlock.redis._client import bulk
 
-        name, peer, peers = slot["name"], slot["peer"], slot["peers"]
+        name, peer, self._peers = slot["name"], slot["peer"], slot["peers"]
         self._client = client
-        self.channel = f"{name}:{peer}"
-        self._pass = encode("EVALSHA", sha, 0, f"{name}:{(peer + 1) % peers}", "baton")
-        # Batons heard and not yet taken (a process may hear one before its release's reply),
-        # and the acquire waiting for one, if any.
-        self._held = 1 if peer == 0 else 0
+        self._bulk = bulk
+        self._head = b"*5\r\n" + bulk("EVALSHA", sha, 0, f"{name}:{(peer + 1) % self._peers}")
+        # While this process holds the baton, how many times it had been passed (it may hear it
+        # before its release's reply); and the acquire waiting for it, if any.
+        self._passes: int | None = 0 if peer == 0 else None
         self._waiter: Deferred[None] | None = None
         self.subscribed: Deferred[_Baton] = Deferred()
-        client.subscribe(self.channel, self.heard)
+        client.subscribe(f"{name}:{peer}", self._heard)
 
-    def heard(self, message: str | None) -> None:
+    def _heard(self, message: str | None) -> None:
         if message is None:  # subscribed
             if not self.subscribed.called:
                 self.subscribed.callback(self)
             return
+        self._passes = int(message)
         waiter, self._waiter = self._waiter, None
-        if waiter is None:
-            self._held += 1
-        else:
+        if waiter is not None:
             waiter.callback(None)
 
     def writerAcquire(self) -> Deferred[None]:
-        if self._held:
-            self._held -= 1
+        if self._passes is not None:
             return succeed(None)
         self._waiter = Deferred()
         return self._waiter
 
     def writerRelease(self) -> Deferred[None]:
-        return cast(Deferred[None], self._client.run(self._pass, _ignoreReply))
+        assert self._passes is not None
+        passes, self._passes = self._passes + 1, None
+        return self._pass(passes)
+
+    def _pass(self, passes: int) -> Deferred[None]:
+        command = self._head + self._bulk(passes)
+        return cast(Deferred[None], self._client.run(command, self._passed, passes))
+
+    def _passed(self, receivers: int, sent: float, passes: int) -> Deferred[None] | None:
+        if receivers or passes >= self._peers:
+            return None
+        later = deferLater(self._client.reactor, 0.001, lambda: None)
+        return later.addCallback(lambda _: self._pass(passes))
 
 
 class _Batons:
     """
     The connections of a process of the subject L{HANDOFF}, our client's: one for commands, one
-    for pub/sub, as a L{RedisLocks<txrwlock.redis.RedisLocks>} has; and the L{_Baton} of its slot.
+    for pub/sub, as a L{RedisLocks<txrwlock.redis.RedisLocks>} has; and the L{_Baton} of each slot.
     """
 
     def __init__(self, client: Any, sha: str) -> None:
         self._client = client
         self._sha = sha
-        self._baton: _Baton | None = None
 
     @classmethod
     async def connect(cls, reactor: Any, port: int) -> _Batons:
@@ -666,14 +682,9 @@ class _Batons:
 
     def baton(self, slot: dict[str, Any]) -> Deferred[_Baton]:
         """
-        @return: a L{Deferred} of the baton of C{slot}, once its channel is subscribed.  The
-            channel of the slot before is unsubscribed: what comes there now is a baton gone
-            round after its slot's end.
+        @return: a L{Deferred} of the baton of C{slot}, once its channel is subscribed.
         """
-        if self._baton is not None:
-            self._client.unsubscribe(self._baton.channel, self._baton.heard)
-        self._baton = _Baton(self._client, self._sha, slot)
-        return self._baton.subscribed
+        return _Baton(self._client, self._sha, slot).subscribed
 
     def disconnect(self) -> Deferred[None]:
         return cast(Deferred[None], self._client.close())
@@ -683,7 +694,10 @@ async def _twistedCoroutine(
     slot: dict[str, Any], number: int, lock: Any, incr: _Incr
 ) -> tuple[int, list[int]]:
     goOn, reads, waits = _slotRun(slot, number, time.time)
-    while goOn():
+    # A process of the handoff floor's ring that made no pair (it came to its slot late) would
+    # keep the baton, or drop it, and the others would wait for ever.
+    once = isinstance(lock, _Baton)
+    while goOn() or (once and not waits):
         reader = reads()
         began = time.perf_counter()
         await (lock.readerAcquire() if reader else lock.writerAcquire())
@@ -695,7 +709,6 @@ async def _twistedCoroutine(
 
 async def _twistedWorker(reactor: Any, subject: str, port: int, conninfo: str) -> None:
     from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-    from twisted.internet.task import deferLater
 
     from txrwlock import TxReadersWriterLock
 
