@@ -609,9 +609,11 @@ class _Baton:
 
     No baton is lost while a process waits, so every process ends its slot: the first process
     holds the baton at the start; every process makes at least one pair (see
-    L{_twistedCoroutine}); and the message, how many times the baton has been passed, tells
-    whether the next process has had it before: a pass nobody heard is made again if not (that
-    process is late to subscribe), and is the last if so (it has left).
+    L{_twistedCoroutine}); a release does not wait for its reply (nor does the next holder), so
+    that a process leaves its slot right after a pass, never holding a baton that came round
+    meanwhile; and the message, how many times the baton has been passed, tells whether the next
+    process has had it before: a pass nobody heard is made again if not (that process is late
+    to subscribe), and is the last if so (it has left).
     """
 
     def __init__(self, client: Any, sha: str, slot: dict[str, Any]) -> None:
@@ -625,6 +627,8 @@ class _Baton:
         # before its release's reply); and the acquire waiting for it, if any.
         self._passes: int | None = 0 if peer == 0 else None
         self._waiter: Deferred[None] | None = None
+        # The last pass, until answered (and made again, if need be).
+        self.passing: Deferred[None] = succeed(None)
         self.subscribed: Deferred[_Baton] = Deferred()
         client.subscribe(f"{name}:{peer}", self._heard)
 
@@ -647,7 +651,8 @@ class _Baton:
     def writerRelease(self) -> Deferred[None]:
         assert self._passes is not None
         passes, self._passes = self._passes + 1, None
-        return self._pass(passes)
+        self.passing = self._pass(passes)
+        return succeed(None)
 
     def _pass(self, passes: int) -> Deferred[None]:
         command = self._head + self._bulk(passes)
@@ -669,6 +674,7 @@ class _Batons:
     def __init__(self, client: Any, sha: str) -> None:
         self._client = client
         self._sha = sha
+        self._batons: list[_Baton] = []
 
     @classmethod
     async def connect(cls, reactor: Any, port: int) -> _Batons:
@@ -684,10 +690,16 @@ class _Batons:
         """
         @return: a L{Deferred} of the baton of C{slot}, once its channel is subscribed.
         """
-        return _Baton(self._client, self._sha, slot).subscribed
+        baton = _Baton(self._client, self._sha, slot)
+        self._batons.append(baton)
+        return baton.subscribed
 
-    def disconnect(self) -> Deferred[None]:
-        return cast(Deferred[None], self._client.close())
+    async def disconnect(self) -> None:
+        """
+        Disconnect once the last pass of each slot is answered.
+        """
+        await gatherResults([baton.passing for baton in self._batons])
+        await self._client.close()
 
 
 async def _twistedCoroutine(
