@@ -609,11 +609,11 @@ class _Baton:
 
     No baton is lost while a process waits, so every process ends its slot: the first process
     holds the baton at the start; every process makes at least one pair (see
-    L{_twistedCoroutine}); a release does not wait for its reply (nor does the next holder), so
-    that a process leaves its slot right after a pass, never holding a baton that came round
-    meanwhile; and the message, how many times the baton has been passed, tells whether the next
-    process has had it before: a pass nobody heard is made again if not (that process is late
-    to subscribe), and is the last if so (it has left).
+    L{_twistedCoroutine}); a release does not wait for its reply (the next holder does not
+    either, so the chain is the same), so that a process leaves its slot right after a pass,
+    never holding a baton that came round meanwhile; and the message, how many times the baton
+    has been passed, tells whether the next process has had it before: a pass nobody heard is
+    made again if not (that process is late to subscribe), and is the last if so (it has left).
     """
 
     def __init__(self, client: Any, sha: str, slot: dict[str, Any]) -> None:
@@ -623,8 +623,8 @@ class _Baton:
         self._client = client
         self._bulk = bulk
         self._head = b"*5\r\n" + bulk("EVALSHA", sha, 0, f"{name}:{(peer + 1) % self._peers}")
-        # While this process holds the baton, how many times it had been passed (it may hear it
-        # before its release's reply); and the acquire waiting for it, if any.
+        # While this process holds the baton (from when it hears it, which may be before it
+        # acquires), how many times it had been passed; and the acquire waiting for it, if any.
         self._passes: int | None = 0 if peer == 0 else None
         self._waiter: Deferred[None] | None = None
         # The last pass, until answered (and made again, if need be).
