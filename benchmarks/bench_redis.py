@@ -4,12 +4,14 @@ The Redis lock (L{txrwlock.redis}) on a throwaway C{redis-server}: uncontended a
 pairs against the floor of two C{EVALSHA} of an empty script and against redis-py's asyncio
 C{Lock}; and the contention matrix: P processes of C coroutines each, taking the lock in turn
 around one C{INCRBY} (writers only, readers only, 9 reads to 1 write), for this lock, the same
-lock at c593907 (before issue 12), redis-py's asyncio C{Lock} (writers only) and the local lock
-(one process).
+lock at c593907 (before issue 12), redis-py's asyncio C{Lock} (writers only), the local lock
+(one process) and, for writers one per process, the floor of a handoff through Redis (L{_Baton}).
 
 A section of C{run.py} (L{run}), and runnable alone::
 
-    python benchmarks/bench_redis.py [--smoke]
+    python benchmarks/bench_redis.py [--smoke] [--only WORKLOAD:C]
+
+C{--only writers:1}, say, measures only the cells of the matrix with that workload and C.
 
 Timings are wall time (network round trips are the cost), best of C{ctx.repeat} rounds.  Twisted
 measurements run in child processes, each with its own reactor, so that this section leaves the
@@ -18,6 +20,7 @@ reactor of the process running it alone.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -29,11 +32,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from hashlib import sha1
 from pathlib import Path
 from typing import Any, cast
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(_HERE), str(_HERE.parent)]  # _common, and tests.redisserver
@@ -47,12 +52,15 @@ OURS = "txrwlock.redis"
 FLOOR = "2x EVALSHA (floor)"
 REDISPY = "redis-py Lock"
 EMPTY_SCRIPT = "return 0"
+HANDOFF = "handoff floor"
+BATON_SCRIPT = "return redis.call('PUBLISH', ARGV[1], ARGV[2])"
 
 
-def run(ctx: Context) -> Report:
+def run(ctx: Context, only: tuple[str, int] | None = None) -> Report:
     """
     Measure, on a C{redis-server} started for the purpose.
 
+    @param only: the workload and C of the only cells of the matrix to measure; all if L{None}.
     @raise SectionUnavailableError: if C{redis-server} or redis-py is missing.
     """
     # Here, not at the top: the workers of c593907's lock must import no txrwlock of ours.
@@ -74,9 +82,9 @@ def run(ctx: Context) -> Report:
     pairs = 200
     rounds = 2 * ctx.repeat if ctx.smoke else 15 * ctx.repeat
     # The matrix: slots of a second (smoke: a fifth), each cell thrice (smoke: once).
-    cells = matrix(ctx.smoke)
+    cells = [c for c in matrix(ctx.smoke) if only in (None, (c.workload, c.coroutines))]
     seconds, matrixRounds = (0.2, 1) if ctx.smoke else (1.0, 3)
-    subjects = [OURS, REDISPY, LOCAL]
+    subjects = [OURS, HANDOFF, REDISPY, LOCAL]
     try:
         base: Path | None = baseTree(ctx.cacheDir)
         subjects.insert(1, BASE)
@@ -108,6 +116,7 @@ def run(ctx: Context) -> Report:
     )
     summaries = {key: result.summary() for key, result in contended.items()}
     rows += matrixRows(cells, subjects, summaries)
+    rows += _handoffRows(cells, summaries)
     rows += _issue12Goals(cells, summaries)
     report.plots["redis.png"] = lambda path, caption: plotRates(
         path, cells, summaries, f"Redis lock under contention; {caption}"
@@ -169,6 +178,32 @@ def matrixRows(
         rows.append(Row(name, "p50 / p99 wait, µs", dict[str, Value](waits)))
         fairness = {s: float(summaries[cell, s]["fairness"]) for s in measured}
         rows.append(Row(name, "fairness", dict[str, Value](fairness)))
+    return rows
+
+
+def _handoffRows(cells: list[Cell], summaries: dict[tuple[Cell, str], dict[str, Any]]) -> list[Row]:
+    """
+    @return: for each cell where L{HANDOFF} was measured, the pairs/s of L{OURS} and L{BASE} over
+        the floor's, and those of L{OURS} and the floor over L{BASE}'s: how far each lock is from
+        the floor, and how far above the lock at c593907 any lock handing off through Redis can go.
+    """
+    rows = []
+    for cell in cells:
+        floor, base = _rate(summaries, cell, HANDOFF), _rate(summaries, cell, BASE)
+        if floor is None:
+            continue
+        name = f"{cell.workload}, P={cell.processes} C={cell.coroutines}"
+        for unit, ref, subjects in [
+            ("pairs/s over the handoff floor's", floor, (OURS, BASE)),
+            ("pairs/s over c593907's", base, (OURS, HANDOFF)),
+        ]:
+            values: dict[str, Value] = {}
+            for subject in subjects:
+                mine = _rate(summaries, cell, subject)
+                if isinstance(mine, float) and isinstance(ref, float):
+                    values[subject] = mine / ref
+            if values:
+                rows.append(Row(name, unit, values))
     return rows
 
 
@@ -345,13 +380,15 @@ def matrix(smoke: bool) -> list[Cell]:
 def subjectsOf(cell: Cell, subjects: list[str]) -> list[str]:
     """
     @return: which of C{subjects} C{cell} measures: redis-py's C{Lock} has no readers, the local
-        lock lives in one process.
+        lock lives in one process, the handoff floor passes one baton between writers, one per
+        process.
     """
     return [
         s
         for s in subjects
         if not (s == REDISPY and cell.workload != "writers")
         and not (s == LOCAL and cell.processes != 1)
+        and not (s == HANDOFF and (cell.workload, cell.coroutines) != ("writers", 1))
     ]
 
 
@@ -411,9 +448,10 @@ def contendMatrix(
 
     Each subject has its own worker processes, as many as the largest cell needs, started once
     and connected before the first cell; each gets a plan (for each of its slots: when to start,
-    the workload, how many coroutines, a lock name of its own) and answers, at the end, what each
-    of its coroutines did in each slot.  A slot of a cell lasts C{seconds}, then a pause, so that
-    the slots of different subjects never overlap.
+    the workload, how many coroutines, a lock name of its own, its place among the processes of
+    the slot) and answers, at the end, what each of its coroutines did in each slot.  A slot of
+    a cell lasts C{seconds}, then a pause, so that the slots of different subjects never
+    overlap.
     """
     workers = max(c.processes for c in cells)
     pause = 0.3
@@ -456,6 +494,8 @@ def contendMatrix(
                         "reads": WORKLOADS[cell.workload],
                         "coroutines": cell.coroutines,
                         "name": f"bench-contended-{number}",
+                        "peer": index,
+                        "peers": cell.processes,
                     }
                 )
         for subject, cs in children.items():
@@ -487,6 +527,10 @@ def contendMatrix(
 # The children, each on Twisted's reactor.
 
 
+def _ignoreReply(reply: object, sent: float) -> None:
+    pass
+
+
 async def _pairs(reactor: Any, port: int, pairs: int, repeat: int) -> None:
     from txrwlock.redis import connect
     from txrwlock.redis._client import encode
@@ -498,12 +542,9 @@ async def _pairs(reactor: Any, port: int, pairs: int, repeat: int) -> None:
     # Encoded once, and sent as the lock sends its commands: the cheapest EVALSHA there is.
     empty = encode("EVALSHA", sha, 1, "k", "a")
 
-    def reply(reply: object, sent: float) -> None:
-        pass
-
     async def floor() -> None:
-        await client.run(empty, reply)
-        await client.run(empty, reply)
+        await client.run(empty, _ignoreReply)
+        await client.run(empty, _ignoreReply)
 
     await printPairs(locks, lock, floor, pairs, repeat)
 
@@ -556,11 +597,119 @@ class _Incr(Protocol):
             self.waiting.popleft().callback(None)
 
 
+class _Baton:
+    """
+    The subject L{HANDOFF}'s stand-in for a lock, in one slot: the processes of the slot pass a
+    baton round a ring through Redis, and holding it is holding the lock.  L{writerAcquire} waits
+    for it on this process's channel; L{writerRelease} passes it to the next process's channel,
+    with one C{EVALSHA} of L{BATON_SCRIPT}, which only C{PUBLISH}es.  So a pair has the critical
+    path of our lock's handoff (a message from Redis, the C{INCRBY}, one command to Redis) with
+    no lock logic: its pairs/s are a floor for any lock that hands off through Redis, with our
+    client.
+
+    No baton is lost while a process waits, so every process ends its slot: the first process
+    holds the baton at the start; every process makes at least one pair (see
+    L{_twistedCoroutine}); a release does not wait for its reply (the next holder does not
+    either, so the chain is the same), so that a process leaves its slot right after a pass,
+    never holding a baton that came round meanwhile; and the message, how many times the baton
+    has been passed, tells whether the next process has had it before: a pass nobody heard is
+    made again if not (that process is late to subscribe), and is the last if so (it has left).
+    """
+
+    def __init__(self, client: Any, sha: str, slot: dict[str, Any]) -> None:
+        from txrwlock.redis._client import bulk
+
+        name, peer, self._peers = slot["name"], slot["peer"], slot["peers"]
+        self._client = client
+        self._bulk = bulk
+        self._head = b"*5\r\n" + bulk("EVALSHA", sha, 0, f"{name}:{(peer + 1) % self._peers}")
+        # While this process holds the baton (from when it hears it, which may be before it
+        # acquires), how many times it had been passed; and the acquire waiting for it, if any.
+        self._passes: int | None = 0 if peer == 0 else None
+        self._waiter: Deferred[None] | None = None
+        # The last pass, until answered (and made again, if need be).
+        self.passing: Deferred[None] = succeed(None)
+        self.subscribed: Deferred[_Baton] = Deferred()
+        client.subscribe(f"{name}:{peer}", self._heard)
+
+    def _heard(self, message: str | None) -> None:
+        if message is None:  # subscribed
+            if not self.subscribed.called:
+                self.subscribed.callback(self)
+            return
+        self._passes = int(message)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.callback(None)
+
+    def writerAcquire(self) -> Deferred[None]:
+        if self._passes is not None:
+            return succeed(None)
+        self._waiter = Deferred()
+        return self._waiter
+
+    def writerRelease(self) -> Deferred[None]:
+        assert self._passes is not None
+        passes, self._passes = self._passes + 1, None
+        self.passing = self._pass(passes)
+        return succeed(None)
+
+    def _pass(self, passes: int) -> Deferred[None]:
+        command = self._head + self._bulk(passes)
+        return cast(Deferred[None], self._client.run(command, self._passed, passes))
+
+    def _passed(self, receivers: int, sent: float, passes: int) -> Deferred[None] | None:
+        if receivers or passes >= self._peers:
+            return None
+        later = deferLater(self._client.reactor, 0.001, lambda: None)
+        return later.addCallback(lambda _: self._pass(passes))
+
+
+class _Batons:
+    """
+    The connections of a process of the subject L{HANDOFF}, our client's: one for commands, one
+    for pub/sub, as a L{RedisLocks<txrwlock.redis.RedisLocks>} has; and the L{_Baton} of each slot.
+    """
+
+    def __init__(self, client: Any, sha: str) -> None:
+        self._client = client
+        self._sha = sha
+        self._batons: list[_Baton] = []
+
+    @classmethod
+    async def connect(cls, reactor: Any, port: int) -> _Batons:
+        from txrwlock.redis._client import openClient
+
+        # The client loads the script on connecting.
+        client = await openClient(
+            reactor, [BATON_SCRIPT], "127.0.0.1", port, 0, None, None, None, None, 5, 5, 5
+        )
+        return cls(client, sha1(BATON_SCRIPT.encode()).hexdigest())
+
+    def baton(self, slot: dict[str, Any]) -> Deferred[_Baton]:
+        """
+        @return: a L{Deferred} of the baton of C{slot}, once its channel is subscribed.
+        """
+        baton = _Baton(self._client, self._sha, slot)
+        self._batons.append(baton)
+        return baton.subscribed
+
+    async def disconnect(self) -> None:
+        """
+        Disconnect once the last pass of each slot is answered.
+        """
+        await gatherResults([baton.passing for baton in self._batons])
+        await self._client.close()
+
+
 async def _twistedCoroutine(
     slot: dict[str, Any], number: int, lock: Any, incr: _Incr
 ) -> tuple[int, list[int]]:
     goOn, reads, waits = _slotRun(slot, number, time.time)
-    while goOn():
+    # A process of the handoff floor's ring that made no pair (it came to its slot late) would
+    # keep the baton, or drop it, and the others would wait for ever.
+    once = isinstance(lock, _Baton)
+    while goOn() or (once and not waits):
         reader = reads()
         began = time.perf_counter()
         await (lock.readerAcquire() if reader else lock.writerAcquire())
@@ -572,7 +721,6 @@ async def _twistedCoroutine(
 
 async def _twistedWorker(reactor: Any, subject: str, port: int, conninfo: str) -> None:
     from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-    from twisted.internet.task import deferLater
 
     from txrwlock import TxReadersWriterLock
 
@@ -583,6 +731,8 @@ async def _twistedWorker(reactor: Any, subject: str, port: int, conninfo: str) -
         from txrwlock import postgres
 
         locks = await postgres.connect(conninfo, lease=10.0, reactor=reactor)
+    elif subject == HANDOFF:
+        locks = await _Batons.connect(reactor, port)
     elif subject != LOCAL:
         from txrwlock.redis import connect
 
@@ -597,6 +747,8 @@ async def _twistedWorker(reactor: Any, subject: str, port: int, conninfo: str) -
             # Its session connects on first use: before the slot, so that the slot times the
             # lock and not PostgreSQL's connection set-up (a backend forked, a password checked).
             await lock._session.execute("SELECT 1")
+        elif subject == HANDOFF:
+            lock = await locks.baton(slot)
         elif locks is not None:
             lock = locks.lock(slot["name"], lease=10.0)
         await deferLater(reactor, max(0.0, slot["start"] - time.time()), lambda: None)
@@ -666,7 +818,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     @return: the section's figures, as C{run.py} records them.
     """
-    return sectionMain(__doc__, run, "redis", argv)
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--only", type=_workloadAndC)
+    args, rest = parser.parse_known_args(argv)
+    return sectionMain(__doc__, lambda ctx: run(ctx, args.only), "redis", rest)
+
+
+def _workloadAndC(text: str) -> tuple[str, int]:
+    workload, _, coroutines = text.rpartition(":")
+    if workload not in WORKLOADS or coroutines not in ("1", "4"):
+        raise argparse.ArgumentTypeError(f"not WORKLOAD:C ({', '.join(WORKLOADS)}; 1 or 4)")
+    return workload, int(coroutines)
 
 
 if __name__ == "__main__":
