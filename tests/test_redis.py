@@ -432,6 +432,31 @@ class ClientsTests(_RedisTestCase, BackendApiMixin):
         await b.writerRelease()
 
     @_deferred
+    async def test_handoffCrossingTry(self) -> None:
+        """
+        A grant handed off to a writer whose try is in flight (it had queued before the
+        release) is handed over by that try's answer: no command of its own.
+        """
+        a, b = await self.clients(2)
+        await a.writerAcquire()
+        writing = b.writerAcquire()
+        await _until(lambda: b._listening)
+        await self.settle(b)
+        # b tries again, and does not read the answer until the release's message is heard.
+        replies = b._locks._client._commands.protocol.transport
+        replies.pauseProducing()
+        b._retry()
+        await self.settle(a)
+        scripts = _calls(self.server, "evalsha")
+        await a.writerRelease()
+        await _until(lambda: cast(_Acquire, b._taking).handed is not None)
+        replies.resumeProducing()
+        await _bounded(writing)
+        self.assertEqual(_calls(self.server, "evalsha") - scripts, 1)  # the release
+        self.assertTrue(b.isWriting)
+        await b.writerRelease()
+
+    @_deferred
     async def test_handoffCrossingCancel(self) -> None:
         """
         A waiting writer cancelled while a release hands it the hold gives it back: the next
