@@ -29,6 +29,16 @@ _Cohort = TypeVar("_Cohort", bound="_CohortLock")
 _Grant = tuple[int, bool]
 
 
+def _answer(
+    held: bool | None, answered: Callable[[int, float, bool], None], sent: float, writer: bool
+) -> None:
+    """
+    Tell C{answered} of a give-back: the hold was still there unless C{held} is C{False} (L{None}:
+    the remote hold stays, shared or passed on).
+    """
+    answered(held is not False, sent, writer)
+
+
 class SharedHold(Generic[_T]):
     """
     The holds of one lock object: a local fair lock decides who of this object's coroutines goes,
@@ -287,8 +297,9 @@ class SharedHold(Generic[_T]):
         """
         self._mode = writer
         self._contended = False
-        self._joiners.update(self._next)
-        self._next = {}
+        if self._next:
+            self._joiners.update(self._next)
+            self._next = {}
         self._takeWaits = queue
         self._taking = self._take(writer, queue)
         self._taking.addBoth(self._taken)
@@ -482,8 +493,7 @@ class _CohortLock(_RemoteLock):
     ) -> Deferred[None]:
         # Never fails for the store being away (see _give), so the base never sends it again.
         sent = self._clock.seconds()
-        given = self._hold.release(writer)
-        return given.addCallback(lambda held: answered(held is not False, sent, writer))
+        return self._hold.release(writer).addCallback(_answer, answered, sent, writer)
 
     def _remove(self, holdId: str) -> Deferred[None]:
         d = self._hold.drop()

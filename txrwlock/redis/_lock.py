@@ -73,6 +73,13 @@ _OPERATIONS: dict[bytes, tuple[str, bytes | None]] = {
 }
 
 
+def _held(reply: int, sent: float) -> bool:
+    """
+    @return: whether a release found its hold: Redis's reply.
+    """
+    return bool(reply)
+
+
 def connect(
     host: str | IStreamClientEndpoint = "localhost",
     port: int = 6379,
@@ -725,21 +732,21 @@ class RedisReadersWriterLock(_CohortLock):
 
     def _give(self, writer: bool) -> Deferred[bool]:
         command = self._command(b"y" if writer else b"x", cast(str, self._remoteId))
-        deadline = self._remoteSent + self.lease
-
-        def failed(failure: Failure) -> Any:
-            if not self._isConnectionError(failure):
-                return failure
-            if self._closed() or self._clock.seconds() >= deadline:
-                return False  # Redis drops it when its lease runs out
-            # Sent again until answered: it may then find the hold gone because its first send
-            # released it before the connection dropped, so held it was.
-            again = self._sendAgain(failure, lambda: self._run(command, _ignore), deadline)
-            return again.addCallback(lambda _: True)
-
-        given = self._run(command, lambda held, sent: bool(held)).addErrback(failed)
-        self._unlistenIfIdle()
+        given = self._run(command, _held)
+        given.addErrback(self._giveFailed, command, self._remoteSent + self.lease)
+        if self._listening:
+            self._unlistenIfIdle()
         return given
+
+    def _giveFailed(self, failure: Failure, command: bytes, deadline: float) -> Any:
+        if not self._isConnectionError(failure):
+            return failure
+        if self._closed() or self._clock.seconds() >= deadline:
+            return False  # Redis drops it when its lease runs out
+        # Sent again until answered: it may then find the hold gone because its first send
+        # released it before the connection dropped, so held it was.
+        again = self._sendAgain(failure, lambda: self._run(command, _ignore), deadline)
+        return again.addCallback(lambda _: True)
 
     def _downgradeRemote(self, holdId: str) -> Deferred[_Grant | None]:
         def downgraded(held: int, sent: float, acked: bool) -> _Grant | None:
