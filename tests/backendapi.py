@@ -167,6 +167,22 @@ def _spawn(case: TxTestCase, script: str, *args: str) -> _Worker:
     return worker
 
 
+async def _writerThenReader(test: TxTestCase, a: Any, b: Any, writing: Deferred[Any]) -> None:
+    """
+    C{a} holds two read holds, and knows that C{b}'s writer (C{writing}) waits: a new reader of
+    C{a} waits; the writer goes in once both read holds are released, the reader after it.
+    """
+    reading = a.readerAcquire()
+    await a.readerRelease()
+    test.assertFalse(writing.called)
+    await a.readerRelease()
+    await _bounded(writing)
+    test.assertFalse(reading.called)
+    await b.writerRelease()
+    await _bounded(reading)
+    await a.readerRelease()
+
+
 async def _writingAndWaiting(
     case: Any, a: Any, b: Any, c: Any
 ) -> tuple[int, Deferred[Any], Deferred[Any]]:
@@ -244,6 +260,12 @@ class _ClientsHooks(_Base):
             if reactor.seconds() > deadline:
                 raise TimeoutError(f"{waiters} waiters never queued: {stats}")
             await _sleep(0.02)
+
+    async def toldWhoWaits(self, lock: Any) -> None:
+        """
+        Wait until C{lock}, whose coroutines share a hold, knows that another client waits.
+        """
+        raise NotImplementedError()
 
 
 class BackendApiMixin(_ClientsHooks):
@@ -555,6 +577,21 @@ class BackendApiMixin(_ClientsHooks):
         await _bounded(Deferred.fromCoroutine(_gather([write(i) for i in range(10)])), 30)
         self.assertTrue(await other.tryWriterAcquire())
         await other.writerRelease()
+
+    @_deferred
+    async def test_waitingWriterStopsReaders(self) -> None:
+        """
+        Once an object whose coroutines share a read hold knows that another client's writer
+        waits, the hold takes no new reader: the writer goes in when the readers inside leave,
+        the new reader after it (so that readers joining one after another cannot keep it out).
+        """
+        a, b = await self.clients(2, self.name())
+        await a.readerAcquire()
+        await a.readerAcquire()
+        writing = b.writerAcquire()
+        await self.queued(b, 1)
+        await self.toldWhoWaits(a)
+        await _writerThenReader(self, a, b, writing)
 
     @_deferred
     async def test_leaseLostOnRenewal(self) -> None:

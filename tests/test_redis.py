@@ -180,6 +180,10 @@ class _RedisTestCase(TxTestCase):
         tag = f"txrwlock:{{0:{lock.name}}}"
         self.server.command("DEL", f"{tag}:h", f"{tag}:w")
 
+    async def toldWhoWaits(self, lock: RedisReadersWriterLock) -> None:
+        # Redis tells it (a "! <id>"), or it asks once it listens.
+        await _until(lambda: lock._hold._contended)
+
     async def settle(self, lock: RedisReadersWriterLock) -> LockStatistics:
         """
         Wait until the commands sent so far by every client have run and their replies been

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from twisted.internet.defer import Deferred
 
+from tests.backendapi import _writerThenReader
 from tests.test_redis import _bounded, _deferred, _RedisTestCase, _sleep, _until
 from txrwlock.redis import LockLostError, RedisReadersWriterLock
 
@@ -35,24 +36,6 @@ class CohortTests(_RedisTestCase):
         channel = lock._channel
         await _until(lambda: self.server.query("PUBSUB", "NUMSUB", channel)[1] == 1)
         await lock.statistics()  # after the subscription's own round trips
-
-    async def writerThenReader(
-        self, a: RedisReadersWriterLock, b: RedisReadersWriterLock, writing: Deferred[Any]
-    ) -> None:
-        """
-        C{a} holds two read holds, contended by C{b}'s waiting writer (C{writing}): a new reader
-        of C{a} waits; the writer goes in once both read holds are released, the reader after
-        it.
-        """
-        reading = a.readerAcquire()
-        await a.readerRelease()
-        self.assertFalse(writing.called)
-        await a.readerRelease()
-        await _bounded(writing)
-        self.assertFalse(reading.called)
-        await b.writerRelease()
-        await _bounded(reading)
-        await a.readerRelease()
 
     @_deferred
     async def test_readersShareOneHold(self) -> None:
@@ -104,20 +87,6 @@ class CohortTests(_RedisTestCase):
         await b.writerRelease()
 
     @_deferred
-    async def test_waitingWriterStopsReaders(self) -> None:
-        """
-        Once another client's writer waits, the object's read hold takes no new reader: the
-        writer goes in when the readers inside leave, and the new reader after it.
-        """
-        a, b = await self.clients(2)
-        await a.readerAcquire()
-        await a.readerAcquire()
-        await self.listening(a)
-        writing = b.writerAcquire()
-        await _until(lambda: a._hold._contended)
-        await self.writerThenReader(a, b, writing)
-
-    @_deferred
     async def test_waitingWriterStopsPassing(self) -> None:
         """
         Once another client's writer waits, the object's write hold is not passed on: the
@@ -154,7 +123,7 @@ class CohortTests(_RedisTestCase):
         self.assertFalse(a._hold._contended)  # told, but not listening
         await a.readerAcquire()  # the second acquire: a listens, and asks
         await _until(lambda: a._hold._contended)
-        await self.writerThenReader(a, b, writing)
+        await _writerThenReader(self, a, b, writing)
 
     @_deferred
     async def test_sharedHoldLost(self) -> None:
