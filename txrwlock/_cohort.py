@@ -128,8 +128,8 @@ class SharedHold(Generic[_T]):
 
     def contend(self) -> None:
         """
-        A client of the store waits for the remote hold, or may: take no new local reader into
-        it, and do not pass it on.
+        A client of the store waits for the remote hold, or the hold was lost: take no new local
+        reader into it, and do not pass it on.
         """
         self._contended = True
 

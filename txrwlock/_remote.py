@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
-from functools import partial
 from inspect import isawaitable
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar
@@ -322,7 +321,10 @@ class _RemoteLock(ABC):
         """
         Release the hold C{holdId} in the store, already forgotten here; call C{answered} with
         the store's answer (whether the hold was still there), the time the command was sent,
-        and C{writer}.
+        and C{writer}.  While the store is away, send it again (see L{_sendAgain}) until its
+        lease is over; one sent after its lease ran out by the clock (the process was paused)
+        is answered as not held, unless the store says otherwise: nobody else may have held it
+        since.
         """
 
     @abstractmethod
@@ -429,18 +431,9 @@ class _RemoteLock(ABC):
     def _release(self, writer: bool) -> Deferred[None]:
         for holdId, w in self._holds.items():
             if w == writer:
-                deadline = self._deadlines[holdId]
                 self._forget(holdId)
                 self._observation.released(writer)
-                sent = self._sendRelease(holdId, writer, self._released)
-                if deadline <= self._clock.seconds():
-                    # Released after its lease ran out by the clock (the process was paused):
-                    # only the store's answer can tell that nobody else held it since.
-                    return sent.addErrback(self._lateReleaseFailed, writer)
-                # Sent again, the release may find the hold gone because its first send released
-                # it before the connection dropped: no loss, then.
-                again = partial(self._sendRelease, holdId, writer, _ignore)
-                return sent.addErrback(self._sendAgain, again, deadline)
+                return self._sendRelease(holdId, writer, self._released)
         if self._lostHolds[writer]:
             self._lostHolds[writer] -= 1
             return fail(self._lostError(writer))
@@ -455,11 +448,6 @@ class _RemoteLock(ABC):
         """
         if not held:
             raise self._lostError(writer)
-
-    def _lateReleaseFailed(self, failure: Failure, writer: bool) -> Failure:
-        if self._isConnectionError(failure):
-            raise self._lostError(writer)
-        return failure
 
     def _sendAgain(
         self, failure: Failure, again: Callable[[], Deferred[None]], deadline: float
