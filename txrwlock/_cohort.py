@@ -192,7 +192,8 @@ class SharedHold(Generic[_T]):
         if self._sharers:
             self._localRelease(writer)
             return succeed(None)
-        if writer and not self._contended and self._passOn is not None:
+        # Passed on only to a local waiter (_letting): none, none to pass it to.
+        if writer and self._letting and not self._contended and self._passOn is not None:
             self._passing = self._passOn(self._value)  # type: ignore[arg-type]
             if self._passing is not None:
                 # The local lock lets the next in line in at once, unless this runs within its
@@ -445,28 +446,26 @@ class _CohortLock(_RemoteLock):
         if self._closed():
             return fail(self._closedError())
         d: Deferred[Any] = Deferred(self._cancel)
-        d.addCallback(self._acquired, writer, queue, d)
+        d.addBoth(self._answered, writer, queue, d)
         waits = self._waits
         self._hold.acquire(writer, queue, d, self._queued)
-        if d.called:
-            return d  # granted (sharing this object's hold), or refused, at once
-        # The local lock queued it if it called self._queued, which counted it.
-        self._waiting[d] = self._waits > waits
-        return d.addBoth(self._stopWaiting, d)
+        if not d.called:
+            # The local lock queued it if it called self._queued, which counted it.
+            self._waiting[d] = self._waits > waits
+        return d
 
-    def _stopWaiting(self, result: object, d: Deferred[Any]) -> object:
-        self._waiting.pop(d, None)
-        return result
-
-    def _acquired(self, value: _Grant | None, writer: bool, queue: bool, d: Deferred[Any]) -> Any:
+    def _answered(self, result: Any, writer: bool, queue: bool, d: Deferred[Any]) -> Any:
         """
-        The acquire of Deferred C{d} was answered: granted C{value}, or, a try, refused.
+        The acquire of Deferred C{d} was answered (one callback, the first: the uncontended
+        pair's CPU time): granted the L{_Grant} C{result}, or, a try, refused (L{None}), or
+        failed (cancelled, or the store away).
         """
-        if value is None:
-            return False  # a try, not taken
-        token, queued = value
-        counted = self._waiting.get(d)
-        if counted is None:  # answered before _acquire returned
+        counted = self._waiting.pop(d, None)  # None: answered before _acquire returned
+        if result is None or isinstance(result, Failure):
+            self._settledUnheld()
+            return False if result is None else result
+        token, queued = result
+        if counted is None:
             self._granted(f"{self._ids}", writer, token, self._leaseStart())
         else:
             if queued and not counted:
@@ -474,6 +473,11 @@ class _CohortLock(_RemoteLock):
             self._granted(f"{self._ids}", writer, token, self._leaseStart(), d, counted or queued)
         self._ids += 1
         return self if queue else True
+
+    def _settledUnheld(self) -> None:
+        """
+        An acquire ended without a hold: refused, cancelled or failed.
+        """
 
     def _cancel(self, d: Deferred[Any]) -> None:
         """

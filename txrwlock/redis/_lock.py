@@ -620,10 +620,8 @@ class RedisReadersWriterLock(_CohortLock):
         self._listening = False
         self._locks._client.unsubscribe(self._channel, self._heard)
 
-    def _stopWaiting(self, result: object, d: Deferred[Any]) -> object:
-        result = super()._stopWaiting(result, d)
+    def _settledUnheld(self) -> None:
         self._unlistenIfIdle()
-        return result
 
     def _heard(self, message: str | None) -> None:
         """
