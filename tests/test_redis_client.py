@@ -7,6 +7,7 @@ where the tests allow it; see L{tests.redisserver}), with bounded waits.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,20 @@ class _ClientTestCase(TxTestCase):
 def _links(locks: RedisLocks) -> list[_Link]:
     client: RedisClient = locks._client
     return [client._commands, client._subscriber]
+
+
+def _noDelay(locks: RedisLocks) -> list[int]:
+    """
+    @return: whether each connection of C{locks} has Nagle's algorithm off (C{TCP_NODELAY}),
+        read from its socket, under TLS too.
+    """
+    flags = []
+    for link in _links(locks):
+        assert link.protocol is not None
+        transport = link.protocol.transport
+        tcp = getattr(transport, "transport", transport)  # under TLS, the TCP transport
+        flags.append(tcp.getHandle().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    return flags
 
 
 async def _kill(admin: RedisLocks, locks: RedisLocks) -> None:
@@ -556,6 +571,20 @@ class EndpointTests(_ClientTestCase):
         """
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.server.port)
         await self.useLock(await self.connect(endpoint))
+
+    @_deferred
+    async def test_noDelay(self) -> None:
+        """
+        Both connections turn Nagle's algorithm off, over TCP and TLS alike: else a command
+        written while an earlier one is unanswered waits for Redis to acknowledge that one.
+        """
+        plain = await self.connect()
+        secure = await self.connect(
+            f"tls:host=localhost:port={self.tlsPort}:trustRoots={self.tls / 'ca'}"
+        )
+        for locks in (plain, secure):
+            await self.useLock(locks)
+            self.assertTrue(all(_noDelay(locks)), _noDelay(locks))
 
     @_deferred
     async def test_tls(self) -> None:

@@ -219,6 +219,12 @@ class _RedisProtocol(Protocol):
         self.transport.abortConnection()
 
     def connectionMade(self) -> None:
+        # Off, Nagle's algorithm holds a command back while an earlier one is not acknowledged:
+        # and Redis acknowledges with its reply.  (Through TLS, the TCP transport's; none on a
+        # UNIX socket.)
+        noDelay = getattr(self.transport, "setTcpNoDelay", None)
+        if noDelay is not None:
+            noDelay(True)
         self._lastReply = self._clock.seconds()
         self._check()
 
