@@ -57,6 +57,35 @@ class CohortTests(_RedisTestCase):
         self.assertFalse(a.isReading)
 
     @_deferred
+    async def test_joinersSetNoTimer(self) -> None:
+        """
+        A coroutine joining the object's read hold sets no timer: the lease timers of the hold
+        already watch its deadline.  (Each join used to cancel the expiry timer and set another,
+        the time it was due read back from the timer, rounded; and finding the earliest deadline
+        went over every hold.)
+        """
+        (a,) = await self.clients(1)
+        await _bounded(a.readerAcquire())
+        clock = a._clock
+        timers: list[float] = []
+
+        class Counting:
+            seconds = clock.seconds
+
+            def callLater(self, delay: float, f: Any, *args: Any) -> Any:
+                timers.append(delay)
+                return clock.callLater(delay, f, *args)
+
+        a._clock = Counting()
+        for _ in range(100):
+            a.readerAcquire()
+        self.assertEqual(timers, [])
+        for _ in range(101):
+            a.readerRelease()
+        a._clock = clock
+        await _until(lambda: self.holder() == [])
+
+    @_deferred
     async def test_writersPassOn(self) -> None:
         """
         Writers of one object, with no other client waiting, pass the write hold on: Redis

@@ -29,16 +29,6 @@ _Cohort = TypeVar("_Cohort", bound="_CohortLock")
 _Grant = tuple[int, bool]
 
 
-def _answer(
-    held: bool | None, answered: Callable[[int, float, bool], None], sent: float, writer: bool
-) -> None:
-    """
-    Tell C{answered} of a give-back: the hold was still there unless C{held} is C{False} (L{None}:
-    the remote hold stays, shared or passed on).
-    """
-    answered(held is not False, sent, writer)
-
-
 class SharedHold(Generic[_T]):
     """
     The holds of one lock object: a local fair lock decides who of this object's coroutines goes,
@@ -84,14 +74,15 @@ class SharedHold(Generic[_T]):
     def __init__(
         self,
         take: Callable[[bool, bool], Deferred[_T | None]],
-        give: Callable[[bool], Deferred[Any]],
+        give: Callable[[bool], Deferred[bool]],
         passOn: Callable[[_T], _T | None] | None = None,
     ) -> None:
         """
         @param take: C{take(writer, queue)} acquires the remote hold, waiting for it if C{queue}
             (a L{Deferred} of the grant's value, which gives the hold back if cancelled), else
             trying once (L{None} if not taken).
-        @param give: C{give(writer)} gives the remote hold back.
+        @param give: C{give(writer)} gives the remote hold back: a L{Deferred} of whether the
+            store still had it.
         @param passOn: C{passOn(value)} is the value of the next local writer, if the write hold
             of value C{value} may pass on to it, else L{None}; L{None} if it never may.
         """
@@ -181,17 +172,17 @@ class SharedHold(Generic[_T]):
             # After the take is cancelled: whoever the local lock lets in now takes anew.
             self._localRelease(writer)
 
-    def release(self, writer: bool) -> Deferred[Any]:
+    def release(self, writer: bool) -> Deferred[bool] | None:
         """
         Give back one hold of this object, C{writer}'s, which must be held: the remote hold too
         if it was the last sharing it, unless it passes on to the next local writer.
 
-        @return: the remote give-back's L{Deferred}, or L{None} in one if the remote hold stays.
+        @return: the remote give-back's L{Deferred}, or L{None} if the remote hold stays.
         """
         self._sharers -= 1
         if self._sharers:
             self._localRelease(writer)
-            return succeed(None)
+            return None
         # Passed on only to a local waiter (_letting): none, none to pass it to.
         if writer and self._letting and not self._contended and self._passOn is not None:
             self._passing = self._passOn(self._value)  # type: ignore[arg-type]
@@ -200,7 +191,7 @@ class SharedHold(Generic[_T]):
                 # firing loop: then whoever it lets in comes after the give-back.
                 self._localRelease(writer)
                 if self._passing is None:
-                    return succeed(None)  # taken (the taker may even have given it back since)
+                    return None  # taken (the taker may even have given it back since)
                 self._passing = None
                 return self._giveBack(writer)
         given = self._giveBack(writer)
@@ -208,7 +199,7 @@ class SharedHold(Generic[_T]):
         self._localRelease(writer)
         return given
 
-    def drop(self) -> Deferred[Any]:
+    def drop(self) -> Deferred[bool] | None:
         """
         Give back one hold of this object that was lost, unless there is none left (a downgrade
         that failed gave them all up).  A lost remote hold takes nobody new.
@@ -216,7 +207,7 @@ class SharedHold(Generic[_T]):
         @return: as L{release}.
         """
         if not self._sharers:
-            return succeed(None)
+            return None
         self._contended = True
         return self.release(bool(self._mode))
 
@@ -305,7 +296,7 @@ class SharedHold(Generic[_T]):
         self._taking = self._take(writer, queue)
         self._taking.addBoth(self._taken)
 
-    def _giveBack(self, writer: bool) -> Deferred[Any]:
+    def _giveBack(self, writer: bool) -> Deferred[bool]:
         """
         Give the remote hold back; then take the next for the local holders waiting for it.
         """
@@ -492,14 +483,16 @@ class _CohortLock(_RemoteLock):
 
     # Releasing
 
-    def _sendRelease(
-        self, holdId: str, writer: bool, answered: Callable[[int, float, bool], None]
-    ) -> Deferred[None]:
+    def _sendRelease(self, holdId: str, writer: bool) -> Deferred[None]:
         # Never fails for the store being away (see _give), so the base never sends it again.
-        sent = self._clock.seconds()
-        return self._hold.release(writer).addCallback(_answer, answered, sent, writer)
+        given = self._hold.release(writer)
+        if given is None:
+            return succeed(None)  # the remote hold stays: shared, or passed on
+        return given.addCallback(self._released, writer)
 
     def _remove(self, holdId: str) -> Deferred[None]:
         d = self._hold.drop()
+        if d is None:
+            return succeed(None)
         d.addErrback(self._logUnlessConnectionError, "give up a hold")
         return d.addCallback(lambda _: None)

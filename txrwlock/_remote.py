@@ -113,8 +113,8 @@ class _RemoteLock(ABC):
     #     though _expire, which forgets it, may not have run yet.
     #   - _fencingToken is not None exactly while a hold of _holds writes.
     #   - While there are holds (or a backend's _needsRenewal()), a renewal is scheduled or
-    #     running (it may outlive them by one tick), and _expiry is due no later than the
-    #     earliest deadline.
+    #     running (it may outlive them by one tick), and _expiry is due, at _expiryDue, no
+    #     later than the earliest deadline.
     #   - _observation knows the acquires whose Deferreds have not fired; _grants counts the
     #     holds granted to this object by side (downgrades too), _waits its acquires that
     #     queued, _cancellations those cancelled.
@@ -143,6 +143,7 @@ class _RemoteLock(ABC):
         self._renewal: _Timer | None = None
         self._renewing = False
         self._expiry: _Timer | None = None
+        self._expiryDue = 0.0
         self.reader = self._sideType(self, False)
         self.writer = self._sideType(self, True)
 
@@ -315,16 +316,15 @@ class _RemoteLock(ABC):
         """
 
     @abstractmethod
-    def _sendRelease(
-        self, holdId: str, writer: bool, answered: Callable[[int, float, bool], None]
-    ) -> Deferred[None]:
+    def _sendRelease(self, holdId: str, writer: bool) -> Deferred[None]:
         """
-        Release the hold C{holdId} in the store, already forgotten here; call C{answered} with
-        the store's answer (whether the hold was still there), the time the command was sent,
-        and C{writer}.  While the store is away, send it again (see L{_sendAgain}) until its
-        lease is over; one sent after its lease ran out by the clock (the process was paused)
-        is answered as not held, unless the store says otherwise: nobody else may have held it
-        since.
+        Release the hold C{holdId} in the store, already forgotten here.  While the store is
+        away, send it again (see L{_sendAgain}) until its lease is over; one sent after its
+        lease ran out by the clock (the process was paused) is answered as not held, unless the
+        store says otherwise: nobody else may have held it since.
+
+        @return: a L{Deferred} that fires once the store has answered, and fails as
+            L{_released} says if the hold was no longer there.
         """
 
     @abstractmethod
@@ -387,7 +387,7 @@ class _RemoteLock(ABC):
             self._observation.grantedAtOnce(writer)
         else:
             self._observation.granted(d, writer, atOnce=not waited)
-        self._watch()
+        self._watch(sent + self.lease)
 
     def _cancelled(self, d: Deferred[Any]) -> None:
         """
@@ -433,7 +433,7 @@ class _RemoteLock(ABC):
             if w == writer:
                 self._forget(holdId)
                 self._observation.released(writer)
-                return self._sendRelease(holdId, writer, self._released)
+                return self._sendRelease(holdId, writer)
         if self._lostHolds[writer]:
             self._lostHolds[writer] -= 1
             return fail(self._lostError(writer))
@@ -442,9 +442,11 @@ class _RemoteLock(ABC):
             f" {'write' if writer else 'read'} hold"
         )
 
-    def _released(self, held: int, sent: float, writer: bool) -> None:
+    def _released(self, held: bool, writer: bool) -> None:
         """
         The store answered a release: C{held} is whether the hold was still there.
+
+        @raise LockLostError: if it was not.
         """
         if not held:
             raise self._lostError(writer)
@@ -519,10 +521,12 @@ class _RemoteLock(ABC):
         """
         return False
 
-    def _watch(self) -> None:
+    def _watch(self, added: float | None = None) -> None:
         """
         Renew the leases every lease/3 while there is anything to renew, and watch the deadline
-        of the earliest.
+        of the earliest.  C{added}: the deadline of a hold just granted, if nothing else changed:
+        then the earliest is found without going over every hold (a coroutine joining the
+        object's shared hold would cost O(holds)).
 
         Timers are left to lapse, not cancelled, when there is nothing left to watch: after the
         first, an uncontended acquire and release set no timer (measured on Redis: setting and
@@ -532,14 +536,20 @@ class _RemoteLock(ABC):
             return
         if self._renewal is None and not self._renewing and (self._holds or self._needsRenewal()):
             self._renewal = self._clock.callLater(self.lease / 3, self._renew)
-        if self._deadlines:
-            # A timer that fires early (a renewal pushed the deadline back) comes back here.
+        if added is not None and self._expiry is not None:
+            first = added  # the earliest, unless the timer is due sooner already
+        elif self._deadlines:
             first = min(self._deadlines.values())
-            if self._expiry is None or self._expiry.getTime() > first:
-                if self._expiry is not None:
-                    self._expiry.cancel()
-                delay = max(0.0, first - self._clock.seconds())
-                self._expiry = self._clock.callLater(delay, self._expire)
+        else:
+            return
+        # A timer that fires early (a renewal pushed the deadline back) comes back here.
+        if self._expiry is None or self._expiryDue > first:
+            if self._expiry is not None:
+                self._expiry.cancel()
+            self._expiryDue = first
+            self._expiry = self._clock.callLater(
+                max(0.0, first - self._clock.seconds()), self._expire
+            )
 
     def _renew(self) -> None:
         self._renewal = None
