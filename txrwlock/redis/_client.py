@@ -31,6 +31,7 @@ from twisted.internet.defer import (
     succeed,
 )
 from twisted.internet.endpoints import HostnameEndpoint, clientFromString
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
@@ -219,12 +220,12 @@ class _RedisProtocol(Protocol):
         self.transport.abortConnection()
 
     def connectionMade(self) -> None:
-        # Off, Nagle's algorithm holds a command back while an earlier one is not acknowledged:
-        # and Redis acknowledges with its reply.  (Through TLS, the TCP transport's; none on a
-        # UNIX socket.)
-        noDelay = getattr(self.transport, "setTcpNoDelay", None)
-        if noDelay is not None:
-            noDelay(True)
+        # Left on, Nagle's algorithm holds a command back while an earlier one is not
+        # acknowledged, and Redis acknowledges with its reply.  Only for TCP (under TLS too: the
+        # wrapper passes both calls on): Twisted 22.10's UNIX transport has the method, and its
+        # setsockopt fails.
+        if isinstance(self.transport.getPeer(), (IPv4Address, IPv6Address)):
+            self.transport.setTcpNoDelay(True)
         self._lastReply = self._clock.seconds()
         self._check()
 
