@@ -12,6 +12,7 @@ from twisted.internet.defer import Deferred
 
 from tests.backendapi import _writerThenReader
 from tests.test_redis import _bounded, _deferred, _RedisTestCase, _sleep, _until
+from txrwlock import LockEvent
 from txrwlock.redis import LockLostError, RedisReadersWriterLock
 
 _KEYS = "txrwlock:{0:inventory}:"
@@ -84,6 +85,28 @@ class CohortTests(_RedisTestCase):
             a.readerRelease()
         a._clock = clock
         await _until(lambda: self.holder() == [])
+
+    @_deferred
+    async def test_observerAcquires(self) -> None:
+        """
+        An observer told of a grant may acquire again at once: its hold is a hold of its own,
+        and both releases give the remote hold back.
+        """
+        (a,) = await self.clients(1)
+        joined: list[Deferred[Any]] = []
+
+        def observer(event: LockEvent) -> None:
+            if event.kind == "granted" and not joined:
+                a.removeObserver(observer)  # once
+                joined.append(a.readerAcquire())  # joins the hold being granted, at once
+
+        a.addObserver(observer)
+        await _bounded(a.readerAcquire())
+        self.assertTrue(joined[0].called)
+        self.assertEqual((await a.statistics()).readers, 2)
+        await a.readerRelease()
+        await a.readerRelease()
+        self.assertEqual(self.holder(), [])
 
     @_deferred
     async def test_writersPassOn(self) -> None:

@@ -456,13 +456,14 @@ class _CohortLock(_RemoteLock):
             self._settledUnheld()
             return False if result is None else result
         token, queued = result
+        holdId = f"{self._ids}"
+        self._ids += 1  # first: _granted's observers may acquire again, at once
         if counted is None:
-            self._granted(f"{self._ids}", writer, token, self._leaseStart())
+            self._granted(holdId, writer, token, self._leaseStart())
         else:
             if queued and not counted:
                 self._queued()
-            self._granted(f"{self._ids}", writer, token, self._leaseStart(), d, counted or queued)
-        self._ids += 1
+            self._granted(holdId, writer, token, self._leaseStart(), d, counted or queued)
         return self if queue else True
 
     def _settledUnheld(self) -> None:
