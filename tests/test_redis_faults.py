@@ -72,7 +72,9 @@ class ClockTests(_RedisTestCase):
     or a grant that comes back too late, looks like to the holder.
     """
 
-    async def clocked(self, name: str, lease: float) -> tuple[task.Clock, RedisReadersWriterLock]:
+    async def clocked(
+        self, name: str, lease: float, lost: Any = None
+    ) -> tuple[task.Clock, RedisReadersWriterLock]:
         """
         The lock C{name} of a new client whose clock, for its commands' send times and its
         timers, is a L{task.Clock} set to the real time.
@@ -81,7 +83,7 @@ class ClockTests(_RedisTestCase):
         clock = task.Clock()
         clock.advance(reactor.seconds())
         locks._reactor = locks._client.reactor = clock
-        return clock, locks.lock(name, lease=lease)
+        return clock, locks.lock(name, lease=lease, lost=lost)
 
     @_deferred
     async def test_holdPastLeaseNotHeld(self) -> None:
@@ -104,7 +106,32 @@ class ClockTests(_RedisTestCase):
         self.assertEqual((lock.isReading, lock.reader.locked), (True, True))
         clock.rightNow += 1.0
         self.assertEqual((lock.isReading, lock.reader.locked), (False, False))
+        # The first release leaves the shared hold to the second, so the store is not asked:
+        # lost, by the clock.  The second asks, and Redis, which has not dropped it, says held.
+        await self.assertInlineCbRaises(LockLostError, lock.readerRelease)
         await lock.readerRelease()
+
+    @_deferred
+    async def test_lostCallbackReleases(self) -> None:
+        """
+        A lost callback may release another hold whose lease ran out at the same time: the
+        expiry gives up the others and goes on watching (it raised KeyError on the released
+        one, and watched the leases no more).
+        """
+        releases: list[Deferred[None]] = []
+
+        def lost(lock: RedisReadersWriterLock, writer: bool) -> None:
+            if not releases:
+                releases.append(lock.readerRelease())
+
+        clock, lock = await self.clocked("x", 1.0, lost)
+        await lock.readerAcquire()
+        await lock.readerAcquire()
+        clock.advance(1.0)
+        self.assertEqual((lock._holds, len(releases)), ({}, 1))
+        await _bounded(releases[0])  # the last hold of the object: Redis still had it
+        await lock.readerAcquire()  # and the leases are watched again
+        self.assertIsNotNone(lock._expiry)
         await lock.readerRelease()
 
     @_deferred

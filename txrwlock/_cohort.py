@@ -484,12 +484,16 @@ class _CohortLock(_RemoteLock):
 
     # Releasing
 
-    def _sendRelease(self, holdId: str, writer: bool) -> Deferred[None]:
+    def _sendRelease(self, holdId: str, writer: bool, deadline: float) -> Deferred[None]:
         # Never fails for the store being away (see _give), so the base never sends it again.
         given = self._hold.release(writer)
-        if given is None:
-            return succeed(None)  # the remote hold stays: shared, or passed on
-        return given.addCallback(self._released, writer)
+        if given is not None:
+            return given.addCallback(self._released, writer)
+        # The remote hold stays, shared or passed on, and the store is not asked: a lease run
+        # out by the clock (the process was paused) is a hold lost.
+        if self._clock.seconds() >= deadline:
+            return fail(self._lostError(writer))
+        return succeed(None)
 
     def _remove(self, holdId: str) -> Deferred[None]:
         d = self._hold.drop()

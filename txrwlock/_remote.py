@@ -316,12 +316,12 @@ class _RemoteLock(ABC):
         """
 
     @abstractmethod
-    def _sendRelease(self, holdId: str, writer: bool) -> Deferred[None]:
+    def _sendRelease(self, holdId: str, writer: bool, deadline: float) -> Deferred[None]:
         """
-        Release the hold C{holdId} in the store, already forgotten here.  While the store is
-        away, send it again (see L{_sendAgain}) until its lease is over; one sent after its
-        lease ran out by the clock (the process was paused) is answered as not held, unless the
-        store says otherwise: nobody else may have held it since.
+        Release the hold C{holdId}, of deadline C{deadline}, in the store, already forgotten
+        here.  While the store is away, send it again (see L{_sendAgain}) until its lease is
+        over; one sent after its lease ran out by the clock (the process was paused) is answered
+        as not held, unless the store says otherwise: nobody else may have held it since.
 
         @return: a L{Deferred} that fires once the store has answered, and fails as
             L{_released} says if the hold was no longer there.
@@ -431,9 +431,10 @@ class _RemoteLock(ABC):
     def _release(self, writer: bool) -> Deferred[None]:
         for holdId, w in self._holds.items():
             if w == writer:
+                deadline = self._deadlines[holdId]
                 self._forget(holdId)
                 self._observation.released(writer)
-                return self._sendRelease(holdId, writer)
+                return self._sendRelease(holdId, writer, deadline)
         if self._lostHolds[writer]:
             self._lostHolds[writer] -= 1
             return fail(self._lostError(writer))
@@ -586,7 +587,8 @@ class _RemoteLock(ABC):
         self._expiry = None
         now = self._clock.seconds()
         for holdId, deadline in list(self._deadlines.items()):
-            if deadline <= now:
+            # A lost callback may have released a hold that ran out too.
+            if deadline <= now and holdId in self._holds:
                 self._loseHold(holdId)
         self._watch()
 
@@ -626,7 +628,8 @@ class _RemoteLock(ABC):
                 timer.cancel()
         self._renewal = self._expiry = None
         self._deadlines.clear()
-        return [self._loseHold(holdId) for holdId in list(self._holds)]
+        # A lost callback may release a hold not yet given up.
+        return [self._loseHold(holdId) for holdId in list(self._holds) if holdId in self._holds]
 
 
 class RemoteLockSide(_Side[_Remote]):

@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
@@ -31,7 +32,6 @@ from twisted.internet.defer import (
     succeed,
 )
 from twisted.internet.endpoints import HostnameEndpoint, clientFromString
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
