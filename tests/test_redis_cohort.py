@@ -61,9 +61,10 @@ class CohortTests(_RedisTestCase):
     async def test_joinersSetNoTimer(self) -> None:
         """
         A coroutine joining the object's read hold sets no timer: the lease timers of the hold
-        already watch its deadline.  (Each join used to cancel the expiry timer and set another,
-        the time it was due read back from the timer, rounded; and finding the earliest deadline
-        went over every hold.)
+        already watch its deadline.  (Each join used to cancel the expiry timer and set another:
+        the time it was due was read back from the timer, later than the deadline since
+        C{callLater} reads the clock again; and finding the earliest deadline went over every
+        hold.)
         """
         (a,) = await self.clients(1)
         await _bounded(a.readerAcquire())
@@ -77,13 +78,12 @@ class CohortTests(_RedisTestCase):
                 timers.append(delay)
                 return clock.callLater(delay, f, *args)
 
-        a._clock = Counting()
+        self.patch(a, "_clock", Counting())
         for _ in range(100):
             a.readerAcquire()
         self.assertEqual(timers, [])
         for _ in range(101):
             a.readerRelease()
-        a._clock = clock
         await _until(lambda: self.holder() == [])
 
     @_deferred

@@ -183,7 +183,7 @@ class SharedHold(Generic[_T]):
         if self._sharers:
             self._localRelease(writer)
             return None
-        # Passed on only to a local waiter (_letting): none, none to pass it to.
+        # Only a local waiter (in _letting) can take the hold on: with none, passOn is not asked.
         if writer and self._letting and not self._contended and self._passOn is not None:
             self._passing = self._passOn(self._value)  # type: ignore[arg-type]
             if self._passing is not None:
@@ -445,11 +445,14 @@ class _CohortLock(_RemoteLock):
             self._waiting[d] = self._waits > waits
         return d
 
-    def _answered(self, result: Any, writer: bool, queue: bool, d: Deferred[Any]) -> Any:
+    def _answered(
+        self, result: _Grant | Failure | None, writer: bool, queue: bool, d: Deferred[Any]
+    ) -> Any:
         """
-        The acquire of Deferred C{d} was answered (one callback, the first: the uncontended
-        pair's CPU time): granted the L{_Grant} C{result}, or, a try, refused (L{None}), or
-        failed (cancelled, or the store away).
+        The acquire of Deferred C{d} was answered: granted the L{_Grant} C{result}, or, a try,
+        refused (L{None}), or failed (cancelled, or the store away).  One callback, the first,
+        does it all: two (the grant, then forgetting the wait) cost the uncontended pair eight
+        calls more.
         """
         counted = self._waiting.pop(d, None)  # None: answered before _acquire returned
         if result is None or isinstance(result, Failure):

@@ -114,7 +114,8 @@ class _RemoteLock(ABC):
     #   - _fencingToken is not None exactly while a hold of _holds writes.
     #   - While there are holds (or a backend's _needsRenewal()), a renewal is scheduled or
     #     running (it may outlive them by one tick), and _expiry is due, at _expiryDue, no
-    #     later than the earliest deadline.
+    #     later than the earliest deadline (it fires a few µs after: callLater reads the clock
+    #     again).
     #   - _observation knows the acquires whose Deferreds have not fired; _grants counts the
     #     holds granted to this object by side (downgrades too), _waits its acquires that
     #     queued, _cancellations those cancelled.
@@ -299,7 +300,7 @@ class _RemoteLock(ABC):
 
     def _acquireWatched(self, writer: bool, queue: bool) -> Deferred[Any]:
         d = self._acquire(writer, queue)
-        if not d.called:  # else failed at once: closed
+        if not d.called:  # else answered at once: granted, refused, or closed
             self._observation.waiting(d, writer)
             d.addBoth(self._observation.settled, d)
         return d
@@ -323,8 +324,9 @@ class _RemoteLock(ABC):
         over; one sent after its lease ran out by the clock (the process was paused) is answered
         as not held, unless the store says otherwise: nobody else may have held it since.
 
-        @return: a L{Deferred} that fires once the store has answered, and fails as
-            L{_released} says if the hold was no longer there.
+        @return: a L{Deferred} that fires once the store has answered (at once, if the hold
+            leaves a remote hold in place: shared, or passed on), and fails as L{_released} says
+            if the hold was no longer there.
         """
 
     @abstractmethod
@@ -525,9 +527,11 @@ class _RemoteLock(ABC):
     def _watch(self, added: float | None = None) -> None:
         """
         Renew the leases every lease/3 while there is anything to renew, and watch the deadline
-        of the earliest.  C{added}: the deadline of a hold just granted, if nothing else changed:
-        then the earliest is found without going over every hold (a coroutine joining the
-        object's shared hold would cost O(holds)).
+        of the earliest.
+
+        @param added: the deadline of a hold just granted, if nothing else changed since the
+            invariants last held: the earliest is then found without going over every hold (a
+            coroutine joining the object's shared hold cost O(holds)).
 
         Timers are left to lapse, not cancelled, when there is nothing left to watch: after the
         first, an uncontended acquire and release set no timer (measured on Redis: setting and
