@@ -10,10 +10,11 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
 
 from tests.redisserver import (
     RedisServer,
@@ -26,7 +27,15 @@ from tests.test_redis import _bounded, _deferred, _sleep, _until, reactor
 from txrwlock import TxTestCase
 from txrwlock._ports import freeLoopbackPort
 from txrwlock.redis import RedisConnectionError, RedisError, RedisLocks, connect
-from txrwlock.redis._client import RedisClient, _IncompleteError, _Link, _parse, encode
+from txrwlock.redis._client import (
+    RedisClient,
+    _IncompleteError,
+    _Link,
+    _parse,
+    _Sentinels,
+    _Settings,
+    encode,
+)
 
 
 class EncodingTests(TxTestCase):
@@ -479,6 +488,37 @@ class SentinelTests(TxTestCase):
         self.assertEqual(sentinel.query(*where)[1], str(replica.port))
         self.assertEqual(reached(), replica.port)
         await _bounded(lock.writerRelease())
+
+
+class SentinelCloseTests(TxTestCase):
+    """
+    A client closed while it looks for the primary stops looking.
+    """
+
+    @_deferred
+    async def test_closeWhileResolving(self) -> None:
+        """
+        Closed while it resolves the first sentinel's name, the client asks no other sentinel.
+        (Twisted 22.10 fails a connection attempt cancelled during name resolution with
+        C{DNSLookupError}, which was taken for that sentinel being away: the next one was
+        asked after the close, and its attempt outlived the test.)
+        """
+        asked: list[object] = []
+
+        class Sentinel(Protocol):
+            def connectionMade(self) -> None:
+                asked.append(self)
+                cast(Any, self.transport).loseConnection()
+
+        endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        listening = await endpoint.listen(Factory.forProtocol(Sentinel))
+        self.addCleanup(listening.stopListening)
+        settings = _Settings(reactor, 0, None, None, 5.0, 5.0, 5.0)
+        sentinels = [("localhost", freeLoopbackPort()), ("127.0.0.1", listening.getHost().port)]
+        client = RedisClient(settings, _Sentinels(settings, sentinels, "mymaster"), [])
+        await client.close()
+        await _sleep(0.5)  # the name resolved meanwhile
+        self.assertEqual(asked, [])
 
 
 class MasterDownTests(TxTestCase):

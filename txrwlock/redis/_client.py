@@ -32,7 +32,6 @@ from twisted.internet.defer import (
     succeed,
 )
 from twisted.internet.endpoints import HostnameEndpoint, clientFromString
-from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import deferLater
@@ -341,7 +340,7 @@ class _Fixed:
         self._endpoint = endpoint
         self._description = description
 
-    def endpoint(self) -> Deferred[_Endpoint]:
+    def endpoint(self, closed: Callable[[], bool]) -> Deferred[_Endpoint]:
         return succeed(self._endpoint)
 
     def __str__(self) -> str:
@@ -361,20 +360,25 @@ class _Sentinels:
         self._sentinels = list(sentinels)
         self._service = service
 
-    def endpoint(self) -> Deferred[_Endpoint]:
-        return Deferred.fromCoroutine(self._ask())
+    def endpoint(self, closed: Callable[[], bool]) -> Deferred[_Endpoint]:
+        """
+        @param closed: whether the connection asking was closed: then no sentinel is asked next.
+        """
+        return Deferred.fromCoroutine(self._ask(closed))
 
-    async def _ask(self) -> _Endpoint:
+    async def _ask(self, closed: Callable[[], bool]) -> _Endpoint:
         clock = self._settings.clock
         why = []
         for i, (host, port) in enumerate(self._sentinels):
             try:
                 where = await self._askOne(HostnameEndpoint(clock, host, port))
-            except (CancelledError, ConnectingCancelledError):
-                # The attempt, by close(): HostnameEndpoint says so with an error of its own, which
-                # taken for a sentinel away sent the next attempt after the close.
-                raise
             except Exception as e:  # that sentinel is away, or refuses: ask the next
+                if closed():
+                    # Cancelled by close(), whatever the error says: HostnameEndpoint says
+                    # ConnectingCancelledError, or, cancelled while it resolves the name,
+                    # DNSLookupError; taken for a sentinel away, either asked the next after
+                    # the close.
+                    raise
                 why.append(f"{host}:{port}: {e}")
                 continue
             if isinstance(where, list) and len(where) == 2:
@@ -488,7 +492,8 @@ class _Link:
         self._attempt.addCallbacks(self._ready, self._failed)
 
     async def _open(self) -> _RedisProtocol:
-        protocol = self._opening = await self._settings.connect(await self._target.endpoint())
+        endpoint = await self._target.endpoint(lambda: self._closed)
+        protocol = self._opening = await self._settings.connect(endpoint)
         try:
             now = self._settings.clock.seconds()
             hello = [protocol.send(command, now) for command in self._settings.hello()]
