@@ -499,9 +499,9 @@ class SentinelCloseTests(TxTestCase):
     async def test_closeWhileResolving(self) -> None:
         """
         Closed while it resolves the first sentinel's name, the client asks no other sentinel.
-        (Twisted 22.10 fails a connection attempt cancelled during name resolution with
-        C{DNSLookupError}, which was taken for that sentinel being away: the next one was
-        asked after the close, and its attempt outlived the test.)
+        (C{HostnameEndpoint} fails an attempt cancelled during name resolution with
+        C{DNSLookupError}, Twisted 22.10 to 26.10, which was taken for that sentinel being
+        away: the next one was asked after the close, and its attempt could outlive a test.)
         """
         asked: list[object] = []
 
