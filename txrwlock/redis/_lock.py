@@ -783,14 +783,19 @@ class RedisReadersWriterLock(_CohortLock):
     # Leases
 
     def _needsRenewal(self) -> bool:
+        return self._place() is not None
+
+    def _place(self) -> str | None:
+        """
+        @return: the id of this object's place in Redis, if its acquire waits with one.
+        """
         a = self._taking
-        return a is not None and a.waited
+        return a.id if a is not None and a.waited else None
 
     def _renewLeases(self, held: list[str]) -> Deferred[None] | None:
         # The remote hold, if this object holds, and the waiter's place, if it has one.
         remote = self._remoteId if held else None
-        a = self._taking
-        place = a.id if a is not None and a.waited else None
+        place = self._place()
         ids = [i for i in (remote, place) if i is not None]
         if not ids:
             return None
